@@ -209,17 +209,17 @@ def condition_to_json(cond: Condition) -> dict[str, Any]:
     if isinstance(cond, Not):
         return {"not": condition_to_json(cond.term)}
     if isinstance(cond, Exists):
-        doc: dict[str, Any] = {("notExists" if cond.negated else "exists"): cond.relationship}
+        edoc: dict[str, Any] = {("notExists" if cond.negated else "exists"): cond.relationship}
         if cond.where is not None:
-            doc["where"] = condition_to_json(cond.where)
-        return doc
+            edoc["where"] = condition_to_json(cond.where)
+        return edoc
     raise TypeError(f"not a condition: {cond!r}")
 
 
 def _flatten(cond: And | Or) -> Iterator[Condition]:
     for term in cond.terms:
         if type(term) is type(cond):
-            yield from _flatten(term)  # type: ignore[arg-type]
+            yield from _flatten(term)
         else:
             yield term
 

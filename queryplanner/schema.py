@@ -291,7 +291,7 @@ def _table_from_dict(name: str, doc: Any) -> Table:
         _only_keys(cdoc, {"type", "nullable", "since"}, f"column {name}.{cname}")
         ctype = cdoc.get("type")
         try:
-            typ = ColumnType(ctype)
+            typ = ColumnType(str(ctype))
         except ValueError:
             raise SchemaError(
                 f"Column {cname!r} in table {name!r} has unknown type {ctype!r}; expected one "
