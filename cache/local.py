@@ -1,0 +1,353 @@
+"""The local side of sync: server pokes, the optimistic pending layer and the budget, on one store.
+
+``LocalState`` owns the ``LocalStore`` and the ``Budget`` and keeps them in step:
+
+- ``apply_poke`` applies one server version atomically (one DuckDB transaction): the pending
+  layer is lifted off, the poke's deletes and puts are written as batches, the rows each desired
+  query holds are recomputed from the store (``compile_row_sets``) so the refcounts follow, rows
+  no query holds are deleted, the budget is enforced, and the remaining pending mutations are
+  laid back on top (a rebase, as Replicache does).
+- The budget is enforced before the write (inactive queries are evicted, LRU first, to make room
+  for the poke's new bytes) and after it (if the pinned set alone is over the budget, the newest
+  pinned queries are *demoted*: their rows leave the store and the client serves them from the
+  server). So ``bytes_held <= budget_bytes`` holds at every commit.
+- Pending mutations live in the DuckDB tables as ordinary rows (so local queries see them) and in
+  ``shadow``: the server's row (or its absence) from before the first pending write touched it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from queryplanner import ColumnType, Query, Schema, Table
+from queryplanner.protocol import Poke
+from queryplanner.query import Exists, Not, to_json
+from queryplanner.sql import compile_row_sets, compile_select, nest_rows
+from queryplanner.wire import decode_key, encode_row, row_bytes
+
+from .budget import Budget, RowId
+from .store import VERSION_COLUMN, LocalStore
+
+
+@dataclass
+class Desired:
+    """A query in the server's desired set (so its rows are synced into the store)."""
+
+    query: Query
+    qid: str
+    ttl: float | None = None
+    complete_at: int | None = None
+    tables: frozenset[str] = frozenset()
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return to_json(self.query)
+
+
+@dataclass
+class Pending:
+    """An optimistic mutation (wire form, as sent) waiting for the server version that has it."""
+
+    body: dict[str, Any]
+    ack_version: int | None = None
+
+    @property
+    def id(self) -> int:
+        return int(self.body["id"])
+
+
+@dataclass
+class PokeOutcome:
+    evicted: list[str] = field(default_factory=list)
+    demoted: list[str] = field(default_factory=list)
+    tables: set[str] = field(default_factory=set)
+
+
+def query_tables(schema: Schema, query: Query) -> frozenset[str]:
+    """Every table a query's result reads: its own, related targets, junctions, EXISTS targets."""
+    out: set[str] = set()
+
+    def visit(table: str, q: Query) -> None:
+        out.add(table)
+        t = schema.table(table)
+        _exists_tables(schema, t, q.where, out)
+        for rel in q.related:
+            r = t.relationship(rel.relationship)
+            if r.through is not None:
+                out.add(r.through.table)
+            visit(r.target, rel.query)
+
+    visit(query.table, query)
+    return frozenset(out)
+
+
+def _exists_tables(schema: Schema, t: Table, cond: Any, out: set[str]) -> None:
+    if cond is None:
+        return
+    if isinstance(cond, Exists):
+        r = t.relationship(cond.relationship)
+        out.add(r.target)
+        if r.through is not None:
+            out.add(r.through.table)
+        _exists_tables(schema, schema.table(r.target), cond.where, out)
+    elif isinstance(cond, Not):
+        _exists_tables(schema, t, cond.term, out)
+    else:
+        for term in getattr(cond, "terms", ()):
+            _exists_tables(schema, t, term, out)
+
+
+class LocalState:
+    def __init__(self, schema: Schema, store: LocalStore, budget: Budget) -> None:
+        self.schema = schema
+        self.store = store
+        self.budget = budget
+        self.desired: dict[str, Desired] = {}
+        self.pending: list[Pending] = []
+        self.shadow: dict[RowId, dict[str, Any] | None] = {}
+        v = store.get_meta("version")
+        self.version = int(v) if v else 0
+        self._timestamp_pk = {
+            t.name: any(t.column(k).type is ColumnType.TIMESTAMP for k in t.primary_key)
+            for t in schema.tables
+        }
+
+    # -- reading -------------------------------------------------------------------------
+
+    def run(self, query: Query) -> list[dict[str, Any]]:
+        """The query's answer from the store, in wire form (nested ``related`` children)."""
+        if not query.related:
+            c = compile_select(query, self.schema)
+            rows = self.store.select(c.sql, c.params)
+            if query.aggregate is not None:
+                return rows
+            t = self.schema.table(query.table)
+            return [encode_row(t, r) for r in rows]
+        by_path: dict[str, list[dict[str, Any]]] = {}
+        for rs in compile_row_sets(query, self.schema):
+            t = self.schema.table(rs.table)
+            by_path[rs.key] = [encode_row(t, r) for r in self.store.select(rs.sql, rs.params)]
+        nested = nest_rows(query, self.schema, by_path)
+        return [dict(r) for r in nested]
+
+    def members(self, query: Query) -> set[RowId]:
+        """The identities of every row the query's local result holds (children included)."""
+        out: set[RowId] = set()
+        for rs in compile_row_sets(query, self.schema):
+            pk = self.schema.table(rs.table).primary_key
+            for r in self.store.select(rs.sql, rs.params):
+                out.add((rs.table, tuple(r[k] for k in pk)))
+        return out
+
+    def row_id(self, table: Table, wire_key: Sequence[Any]) -> RowId:
+        if self._timestamp_pk[table.name]:
+            return (table.name, decode_key(table, list(wire_key)))
+        return (table.name, tuple(wire_key))
+
+    # -- desired queries -----------------------------------------------------------------
+
+    def add_desired(self, query: Query, qid: str, *, pinned: bool, ttl: float | None) -> Desired:
+        d = self.desired.get(qid)
+        if d is None:
+            d = Desired(query, qid, ttl, None, query_tables(self.schema, query))
+            self.desired[qid] = d
+            self.budget.add_query(qid, pinned=pinned, ttl=ttl)
+            # Rows already in the store (from other queries) count for this one at once.
+            self.budget.set_members(qid, self.members(query))
+        elif pinned:
+            self.budget.pin(qid)
+        return d
+
+    def drop_desired(self, qids: Iterable[str]) -> None:
+        """Forget queries (evicted, expired, demoted) and delete the rows only they held."""
+        freed: list[RowId] = []
+        for qid in qids:
+            self.desired.pop(qid, None)
+            if qid in self.budget:
+                freed.extend(self.budget.remove_query(qid))
+        self._delete_rows([r for r in freed if r not in self.shadow])
+
+    def _delete_rows(self, ids: Sequence[RowId]) -> None:
+        by_table: dict[str, list[tuple[Any, ...]]] = {}
+        for table, key in ids:
+            by_table.setdefault(table, []).append(key)
+        for table, keys in by_table.items():
+            self.store.delete_keys(table, keys)
+        self.budget.drop_rows(ids)
+
+    def collect_garbage(self) -> None:
+        self._delete_rows(self.budget.unreferenced(protect=self.shadow))
+
+    # -- pokes ---------------------------------------------------------------------------
+
+    def apply_poke(self, poke: Poke, cursor: str | None) -> PokeOutcome:
+        out = PokeOutcome()
+        puts: dict[str, list[dict[str, Any]]] = {}
+        sizes: dict[RowId, int] = {}
+        dels: dict[str, list[RowId]] = {}
+        for name, rows in poke.put.items():
+            t = self.schema.table(name)
+            pk = t.primary_key
+            puts[name] = list(rows)
+            for r in rows:
+                sizes[self.row_id(t, [r[k] for k in pk])] = row_bytes(r)
+        for name, keys in poke.delete.items():
+            t = self.schema.table(name)
+            dels[name] = [self.row_id(t, k) for k in keys]
+        out.tables = set(puts) | set(dels)
+        extra = sum(s - self.budget.size_of(rid) for rid, s in sizes.items()) - sum(
+            self.budget.size_of(rid) for ids in dels.values() for rid in ids
+        )
+        with self.store.transaction():
+            self._lift_pending()
+            self.collect_garbage()
+            out.evicted = self.budget.make_room(extra)
+            self.drop_desired(out.evicted)
+            for name, ids in dels.items():
+                self.store.delete_keys(name, [k for _, k in ids])
+                self.budget.drop_rows(ids)
+            for name, rows in puts.items():
+                self.store.put_rows(name, rows)
+            self.budget.put_rows(sizes)
+            for qid, v in poke.complete.items():
+                if qid in self.desired:
+                    self.desired[qid].complete_at = v
+            self._refresh_members(out.tables)
+            out.demoted = self._enforce_budget()
+            self.version = max(self.version, poke.version)
+            self._settle_pending(poke)
+            self._lay_pending()
+            self.store.set_meta("version", str(self.version))
+            self.store.set_meta("cursor", cursor)
+        return out
+
+    def _refresh_members(self, tables: set[str]) -> None:
+        for d in self.desired.values():
+            if d.tables & tables:
+                self.budget.set_members(d.qid, self.members(d.query))
+        self.collect_garbage()
+
+    def _enforce_budget(self) -> list[str]:
+        """After a write: evict, then demote, until the store is within its budget again."""
+        evict = self.budget.make_room(0)
+        self.drop_desired(evict)
+        demoted = self.budget.demote(0)
+        self.drop_desired(demoted)
+        if self.budget.bytes_held > self.budget.budget_bytes:
+            # Only rows no desired query holds can remain (pending writes): nothing else to drop.
+            self.collect_garbage()
+        return demoted
+
+    def apply_reset(self) -> None:
+        """Protocol ``reset``: every server-derived row goes; pending writes stay on top."""
+        with self.store.transaction():
+            self._lift_pending()
+            self.store.clear()
+            self.budget.drop_rows(list(self.budget.rows()))
+            for d in self.desired.values():
+                d.complete_at = None
+                self.budget.set_members(d.qid, ())
+            self.store.set_meta("cursor", None)
+            self._lay_pending()
+
+    # -- the pending layer ---------------------------------------------------------------
+
+    def _settle_pending(self, poke: Poke) -> None:
+        """Drop pending writes the server has decided by ``poke.version``."""
+        decided = {m.id for m in poke.mutations}
+        self.pending = [
+            p
+            for p in self.pending
+            if p.id not in decided and (p.ack_version is None or p.ack_version > self.version)
+        ]
+
+    def add_pending(self, body: dict[str, Any]) -> None:
+        with self.store.transaction():
+            self.pending.append(Pending(body))
+            self._apply_mutation(body)
+            self._refresh_members({body["table"]})
+
+    def settle(self, decided: Mapping[int, int | None]) -> None:
+        """Mutation outcomes from a ``/mutate`` answer: id -> version (None when rejected)."""
+        with self.store.transaction():
+            self._lift_pending()
+            for p in self.pending:
+                if p.id in decided:
+                    v = decided[p.id]
+                    p.ack_version = -1 if v is None else v
+            self.pending = [
+                p for p in self.pending if p.ack_version is None or p.ack_version > self.version
+            ]
+            self._lay_pending()
+
+    def _lift_pending(self) -> None:
+        """Restore the server's rows under every pending write (the shadow)."""
+        restore: dict[str, list[dict[str, Any]]] = {}
+        remove: dict[str, list[tuple[Any, ...]]] = {}
+        for (table, key), row in self.shadow.items():
+            if row is None:
+                remove.setdefault(table, []).append(key)
+            else:
+                restore.setdefault(table, []).append(row)
+        for table, keys in remove.items():
+            self.store.delete_keys(table, keys)
+        for table, rows in restore.items():
+            self.store.put_rows(table, rows)
+        touched = {t for t, _ in self.shadow}
+        self.shadow.clear()
+        if touched:
+            self._refresh_members(touched)
+
+    def _lay_pending(self) -> None:
+        touched = set()
+        for p in self.pending:
+            self._apply_mutation(p.body)
+            touched.add(p.body["table"])
+        if touched:
+            self._refresh_members(touched)
+
+    def _apply_mutation(self, body: Mapping[str, Any]) -> None:
+        t = self.schema.table(body["table"])
+        op = body["op"]
+        if op in ("insert", "upsert"):
+            row = {c: body["row"].get(c) for c in t.column_names}
+            key = self.row_id(t, [row[k] for k in t.primary_key])
+            current = self._current(t, key)
+            if op == "insert" and current is not None:
+                return  # the server will reject it; nothing to show meanwhile
+            self._remember(key, current)
+            self.store.put_rows(t.name, [{**row, VERSION_COLUMN: 0}])
+            return
+        wire_key = body["key"]
+        if isinstance(wire_key, Mapping):
+            wire_key = [wire_key[k] for k in t.primary_key]
+        key = self.row_id(t, wire_key)
+        current = self._current(t, key)
+        if current is None:
+            return
+        self._remember(key, current)
+        if op == "delete":
+            self.store.delete_keys(t.name, [key[1]])
+        else:
+            merged = {**encode_row(t, current), **body["set"], VERSION_COLUMN: current[VERSION_COLUMN]}
+            self.store.put_rows(t.name, [merged])
+
+    def _current(self, t: Table, key: RowId) -> dict[str, Any] | None:
+        return self.store.get_rows(t.name, [key[1]]).get(key[1])
+
+    def _remember(self, key: RowId, current: dict[str, Any] | None) -> None:
+        if key not in self.shadow:
+            self.shadow[key] = None if current is None else _wire_with_version(
+                self.schema.table(key[0]), current
+            )
+
+
+def _wire_with_version(t: Table, row: dict[str, Any]) -> dict[str, Any]:
+    return {**encode_row(t, row), VERSION_COLUMN: row.get(VERSION_COLUMN, 0)}
+
+
+def replace_query(query: Query, **changes: Any) -> Query:
+    return dataclasses.replace(query, **changes)
