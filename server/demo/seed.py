@@ -27,7 +27,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from queryplanner import ColumnType, Schema
+from queryplanner import Schema
+from queryplanner.sql import create_table_sql
+from server.mutations import VERSION_COLUMN
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
 DEFAULT_ISSUES = 50_000
@@ -36,15 +38,6 @@ COMMENTS_PER_ISSUE = 3
 # The order of loading: parents before children (no foreign keys, but it reads naturally).
 TABLE_ORDER = ("user", "team", "project", "label", "issue", "issue_label", "comment")
 STATUSES = ("backlog", "todo", "in_progress", "done", "canceled")
-
-_SQL_TYPES = {
-    ColumnType.INTEGER: "BIGINT",
-    ColumnType.FLOAT: "DOUBLE",
-    ColumnType.TEXT: "VARCHAR",
-    ColumnType.BOOLEAN: "BOOLEAN",
-    ColumnType.TIMESTAMP: "TIMESTAMP",
-    ColumnType.JSON: "JSON",
-}
 
 _FIRST = ["Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Alan",
           "Edsger", "Radia", "John", "Hedy", "Tim", "Katherine", "Donald", "Sophie", "Guido",
@@ -261,12 +254,9 @@ def _github_record(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_tables(con: duckdb.DuckDBPyConnection, schema: Schema) -> None:
-    for t in schema.tables:
-        cols = [f'"{c.name}" {_SQL_TYPES[c.type]}{"" if c.nullable else " NOT NULL"}'
-                for c in t.columns]
-        pk = ", ".join(f'"{k}"' for k in t.primary_key)
-        con.execute(f'CREATE TABLE IF NOT EXISTS "{t.name}" ({", ".join(cols)}, '
-                    f"PRIMARY KEY ({pk}))")
+    """The server's own table layout (with its ``_v`` row-version column, 0 for seeded rows)."""
+    for ddl in create_table_sql(schema, version_column=VERSION_COLUMN):
+        con.execute(ddl)
 
 
 def seed(db: str | Path, *, issues: int = DEFAULT_ISSUES, comments: int | None = None,
