@@ -1,0 +1,146 @@
+"""An index of complete queries so that a coverage decision looks at a handful, not all.
+
+Complete queries are grouped by table. Within a table, a query whose condition pins a column
+to a few values in every branch (``project_id = 3``, ``status IN ('todo', 'done')``) is filed
+under one such "home" column and each of its values; the rest are "unkeyed". A query q that
+pins the same column only needs the complete queries filed under its values, plus every
+complete query filed under other columns or none. The skipped ones are provably disjoint
+from q, and ``coverage.decide`` ignores disjoint complete queries, so the index gives exactly
+the answer of the full scan (``coverage.covers``), which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import intervals as iv
+from .coverage import CachedRows, CompleteQuery, Coverage, column_kinds, cubes_of, decide
+from .coverage_normal import ColumnKinds, Cube
+from .query import Query
+from .schema import Schema
+
+
+@dataclass(frozen=True)
+class _Entry:
+    seq: int
+    complete: CompleteQuery
+    home: str | None
+    values: frozenset[object]
+
+
+def _pinned(cubes: tuple[Cube, ...] | None, kinds: ColumnKinds) -> dict[str, frozenset[object]]:
+    """Columns held to a small finite set of non-NULL values in every cube, with the values."""
+    if not cubes:
+        return {}
+    out: dict[str, frozenset[object]] | None = None
+    for cube in cubes:
+        here: dict[str, frozenset[object]] = {}
+        for name, cs in cube.columns:
+            if cs.null and name not in kinds.nonnull:
+                continue
+            pts = iv.finite_points(cs.values, name in kinds.discrete)
+            if pts is not None:
+                here[name] = pts
+        out = here if out is None else {k: out[k] | here[k] for k in out.keys() & here.keys()}
+        if not out:
+            return {}
+    return out or {}
+
+
+class _TableIndex:
+    def __init__(self) -> None:
+        self.unkeyed: dict[str, _Entry] = {}
+        self.by_home: dict[str, dict[str, _Entry]] = {}
+        self.by_value: dict[str, dict[object, dict[str, _Entry]]] = {}
+
+    def add(self, e: _Entry) -> None:
+        if e.home is None:
+            self.unkeyed[e.complete.id] = e
+            return
+        self.by_home.setdefault(e.home, {})[e.complete.id] = e
+        buckets = self.by_value.setdefault(e.home, {})
+        for v in e.values:
+            buckets.setdefault(v, {})[e.complete.id] = e
+
+    def remove(self, e: _Entry) -> None:
+        if e.home is None:
+            del self.unkeyed[e.complete.id]
+            return
+        del self.by_home[e.home][e.complete.id]
+        if not self.by_home[e.home]:
+            del self.by_home[e.home]
+        buckets = self.by_value[e.home]
+        for v in e.values:
+            del buckets[v][e.complete.id]
+            if not buckets[v]:
+                del buckets[v]
+
+    def candidates(self, pins: dict[str, frozenset[object]]) -> list[_Entry]:
+        found = list(self.unkeyed.values())
+        for home, entries in self.by_home.items():
+            values = pins.get(home)
+            if values is None:
+                found.extend(entries.values())
+                continue
+            buckets = self.by_value[home]
+            seen: dict[str, _Entry] = {}
+            for v in values:
+                seen.update(buckets.get(v, {}))
+            found.extend(seen.values())
+        found.sort(key=lambda e: e.seq)
+        return found
+
+
+class CoverageIndex:
+    """Complete queries indexed for coverage decisions; ``covers`` agrees with the full scan."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self._seq = 0
+        self._entries: dict[str, _Entry] = {}
+        self._tables: dict[str, _TableIndex] = {}
+
+    def add(self, complete: CompleteQuery) -> None:
+        """Add (or replace, e.g. at a newer version) a complete query."""
+        self.remove(complete.id)
+        q = complete.query
+        d = column_kinds(self.schema, q.table)
+        pins = _pinned(cubes_of(self.schema, q.table, q.where), d)
+        home = min(pins, key=lambda k: (len(pins[k]), k)) if pins else None
+        self._seq += 1
+        e = _Entry(self._seq, complete, home, pins[home] if home else frozenset())
+        self._entries[complete.id] = e
+        self._tables.setdefault(q.table, _TableIndex()).add(e)
+
+    def remove(self, query_id: str) -> bool:
+        """Forget a complete query; False when it was not there."""
+        e = self._entries.pop(query_id, None)
+        if e is None:
+            return False
+        self._tables[e.complete.query.table].remove(e)
+        return True
+
+    def get(self, query_id: str) -> CompleteQuery | None:
+        e = self._entries.get(query_id)
+        return None if e is None else e.complete
+
+    def __contains__(self, query_id: object) -> bool:
+        return query_id in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[CompleteQuery]:
+        return (e.complete for e in sorted(self._entries.values(), key=lambda e: e.seq))
+
+    def candidates(self, q: Query) -> list[CompleteQuery]:
+        """The complete queries that may overlap q, oldest first."""
+        t = self._tables.get(q.table)
+        if t is None:
+            return []
+        pins = _pinned(cubes_of(self.schema, q.table, q.where), column_kinds(self.schema, q.table))
+        return [e.complete for e in t.candidates(pins)]
+
+    def covers(self, q: Query, rows: CachedRows | None = None) -> Coverage:
+        return decide(q, self.candidates(q), self.schema, rows)
