@@ -214,7 +214,7 @@ class Budget:
         if need <= 0:
             return chosen
         refs = dict(self._refs)
-        for qid in self._lru.keys():
+        for qid in self._lru:
             chosen.append(qid)
             for rid in self._queries[qid].members:
                 refs[rid] -= 1

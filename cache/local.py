@@ -22,13 +22,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from queryplanner import ColumnType, Query, Schema, Table
+import orjson
+
+from queryplanner import ColumnType, Query, Schema, Table, parse_query
+from queryplanner.coverage import CompleteQuery
+from queryplanner.coverage_index import CoverageIndex
 from queryplanner.protocol import Poke
 from queryplanner.query import Exists, Not, to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
 from queryplanner.wire import decode_key, encode_row, row_bytes
 
 from .budget import Budget, RowId
+from .routing import StoreRows
 from .store import VERSION_COLUMN, LocalStore
 
 
@@ -108,6 +113,8 @@ class LocalState:
         self.desired: dict[str, Desired] = {}
         self.pending: list[Pending] = []
         self.shadow: dict[RowId, dict[str, Any] | None] = {}
+        self.index = CoverageIndex(schema)
+        self.rows = StoreRows(schema, store)
         v = store.get_meta("version")
         self.version = int(v) if v else 0
         self._timestamp_pk = {
@@ -157,6 +164,7 @@ class LocalState:
             self.budget.add_query(qid, pinned=pinned, ttl=ttl)
             # Rows already in the store (from other queries) count for this one at once.
             self.budget.set_members(qid, self.members(query))
+            self.save_desired()
         elif pinned:
             self.budget.pin(qid)
         return d
@@ -166,9 +174,11 @@ class LocalState:
         freed: list[RowId] = []
         for qid in qids:
             self.desired.pop(qid, None)
+            self.index.remove(qid)
             if qid in self.budget:
                 freed.extend(self.budget.remove_query(qid))
         self._delete_rows([r for r in freed if r not in self.shadow])
+        self.save_desired()
 
     def _delete_rows(self, ids: Sequence[RowId]) -> None:
         by_table: dict[str, list[tuple[Any, ...]]] = {}
@@ -213,13 +223,19 @@ class LocalState:
                 self.store.put_rows(name, rows)
             self.budget.put_rows(sizes)
             for qid, v in poke.complete.items():
-                if qid in self.desired:
-                    self.desired[qid].complete_at = v
+                d = self.desired.get(qid)
+                if d is not None:
+                    d.complete_at = v
+                    self.index.remove(qid)
+                    self.index.add(CompleteQuery(d.query, v, qid))
             self._refresh_members(out.tables)
             out.demoted = self._enforce_budget()
             self.version = max(self.version, poke.version)
             self._settle_pending(poke)
             self._lay_pending()
+            self.save_shadow()
+            if poke.complete:
+                self.save_desired()
             self.store.set_meta("version", str(self.version))
             self.store.set_meta("cursor", cursor)
         return out
@@ -249,11 +265,49 @@ class LocalState:
             self.budget.drop_rows(list(self.budget.rows()))
             for d in self.desired.values():
                 d.complete_at = None
+                self.index.remove(d.qid)
                 self.budget.set_members(d.qid, ())
             self.store.set_meta("cursor", None)
+            self.save_desired()
             self._lay_pending()
 
     # -- the pending layer ---------------------------------------------------------------
+
+    def restore(self, outbox: Sequence[dict[str, Any]]) -> None:
+        """After a restart: the server rows under the persisted shadow, the budget's record of
+        every stored row, the desired queries, then the outbox laid back on top."""
+        raw = self.store.get_meta("shadow")
+        with self.store.transaction():
+            if raw:
+                for table, key, row in orjson.loads(raw):
+                    self.shadow[self.row_id(self.schema.table(table), key)] = row
+                self._lift_pending()
+            for t in self.schema.tables:
+                pk = t.primary_key
+                sizes = {}
+                for r in self.store.select(f'SELECT * FROM "{t.name}"'):
+                    sizes[(t.name, tuple(r[k] for k in pk))] = row_bytes(_wire_with_version(t, r))
+                self.budget.put_rows(sizes)
+            for doc in orjson.loads(self.store.get_meta("desired") or "[]"):
+                query = parse_query(doc["query"], self.schema)
+                d = self.add_desired(query, doc["id"], pinned=False, ttl=doc.get("ttl"))
+                if doc.get("complete") is not None:
+                    d.complete_at = int(doc["complete"])
+                    self.index.add(CompleteQuery(query, d.complete_at, d.qid))
+            self.collect_garbage()
+            self.pending = [Pending(dict(b)) for b in outbox]
+            self._lay_pending()
+
+    def save_desired(self) -> None:
+        doc = [
+            {"id": d.qid, "query": d.json, "ttl": d.ttl, "complete": d.complete_at}
+            for d in self.desired.values()
+        ]
+        self.store.set_meta("desired", orjson.dumps(doc, default=str).decode())
+
+    def save_shadow(self) -> None:
+        doc = [[t, list(k), row] for (t, k), row in self.shadow.items()]
+        self.store.set_meta("shadow", orjson.dumps(doc, default=str).decode() if doc else None)
 
     def _settle_pending(self, poke: Poke) -> None:
         """Drop pending writes the server has decided by ``poke.version``."""
@@ -269,6 +323,7 @@ class LocalState:
             self.pending.append(Pending(body))
             self._apply_mutation(body)
             self._refresh_members({body["table"]})
+            self.save_shadow()
 
     def settle(self, decided: Mapping[int, int | None]) -> None:
         """Mutation outcomes from a ``/mutate`` answer: id -> version (None when rejected)."""
@@ -282,6 +337,7 @@ class LocalState:
                 p for p in self.pending if p.ack_version is None or p.ack_version > self.version
             ]
             self._lay_pending()
+            self.save_shadow()
 
     def _lift_pending(self) -> None:
         """Restore the server's rows under every pending write (the shadow)."""
@@ -332,7 +388,11 @@ class LocalState:
         if op == "delete":
             self.store.delete_keys(t.name, [key[1]])
         else:
-            merged = {**encode_row(t, current), **body["set"], VERSION_COLUMN: current[VERSION_COLUMN]}
+            merged = {
+                **encode_row(t, current),
+                **body["set"],
+                VERSION_COLUMN: current[VERSION_COLUMN],
+            }
             self.store.put_rows(t.name, [merged])
 
     def _current(self, t: Table, key: RowId) -> dict[str, Any] | None:
@@ -340,8 +400,8 @@ class LocalState:
 
     def _remember(self, key: RowId, current: dict[str, Any] | None) -> None:
         if key not in self.shadow:
-            self.shadow[key] = None if current is None else _wire_with_version(
-                self.schema.table(key[0]), current
+            self.shadow[key] = (
+                None if current is None else _wire_with_version(self.schema.table(key[0]), current)
             )
 
 

@@ -76,7 +76,9 @@ class LocalStore:
     # -- opening and schema upgrades -----------------------------------------------------
 
     def _open(self) -> Opened:
-        self.con.execute("CREATE TABLE IF NOT EXISTS _qs_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS _qs_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS _qs_outbox (id BIGINT PRIMARY KEY, body VARCHAR)"
         )
@@ -93,8 +95,11 @@ class LocalStore:
                 f"The local store was built for schema version {self.get_meta('schema_version')} "
                 f"(hash {old_hash}); this client has version {self.schema.version} (hash "
                 f"{self.schema.hash}). The store was discarded and rebuilt"
-                + (f"; {len(stale)} pending mutation(s) of the old schema were not sent." if stale
-                   else ".")
+                + (
+                    f"; {len(stale)} pending mutation(s) of the old schema were not sent."
+                    if stale
+                    else "."
+                )
             )
             log.warning(reason)
         with self.transaction():
@@ -190,7 +195,9 @@ class LocalStore:
                 if c.type is ColumnType.JSON:
                     values = [None if v is None else orjson.dumps(v).decode() for v in values]
                 elif c.type is ColumnType.TIMESTAMP:
-                    values = [v if v is None or isinstance(v, str) else v.isoformat() for v in values]
+                    values = [
+                        v if v is None or isinstance(v, str) else v.isoformat() for v in values
+                    ]
                 arrays[name] = pa.array(values, type=_ARROW_TYPES[c.type])
             arrays[VERSION_COLUMN] = pa.array([r.get(VERSION_COLUMN) for r in rows], pa.int64())
         except (pa.ArrowException, TypeError, ValueError) as exc:
@@ -235,16 +242,16 @@ class LocalStore:
         for t in self.schema.tables:
             self.con.execute(f"DELETE FROM {_q(t.name)}")
 
-    def get_rows(self, table: str, keys: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    def get_rows(
+        self, table: str, keys: Iterable[Sequence[Any]]
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
         """The stored rows (Python values, with ``_v``) for these keys."""
         t = self.schema.table(table)
         key_list = [tuple(k) for k in keys]
         if not key_list:
             return {}
         pk = t.primary_key
-        cond = " OR ".join(
-            "(" + " AND ".join(f"{_q(k)} = ?" for k in pk) + ")" for _ in key_list
-        )
+        cond = " OR ".join("(" + " AND ".join(f"{_q(k)} = ?" for k in pk) + ")" for _ in key_list)
         params = [v for k in key_list for v in k]
         cur = self.con.execute(f"SELECT * FROM {_q(table)} WHERE {cond}", params)
         names = [d[0] for d in cur.description or ()]

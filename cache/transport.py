@@ -29,7 +29,7 @@ def backoff_delay(
     attempt: int, rng: Callable[[], float], *, base: float = 0.05, cap: float = 5.0
 ) -> float:
     """Seconds to wait before reconnect ``attempt`` (0-based): full jitter on 2**attempt."""
-    return rng() * min(cap, base * 2 ** min(attempt, 30))
+    return float(rng()) * min(cap, base * 2.0 ** min(attempt, 30))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,546 @@
+"""The asyncio client: one sync stream, a local store under a byte budget, live subscriptions.
+
+    async with Client("http://127.0.0.1:8000", schema, path="cache.duckdb") as client:
+        sub = client.subscribe(table("issue").where(col("status") == "todo").limit(50).build())
+        sub.subscribe(lambda snap: print(len(snap.rows), snap.complete, snap.source))
+        await client.update("issue", [42], {"status": "done"})
+
+Everything runs on the event loop thread (DuckDB included: local queries take about a
+millisecond, and one connection is never shared across threads). The stream task reconnects
+with exponential backoff and jitter, resumes with ``Last-Event-ID``, re-declares the desired
+queries and replays the outbox on every ``hello``. See docs/client.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import warnings
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import httpx
+import reactivex
+from reactivex.abc import ObserverBase, SchedulerBase
+from reactivex.disposable import Disposable
+from reactivex.subject import BehaviorSubject
+
+from queryplanner import Query, Schema, bind
+from queryplanner.protocol import (
+    CompleteEvent,
+    ErrorEvent,
+    Hello,
+    MutationResult,
+    Poke,
+    QueryErrorEvent,
+    Reset,
+    ResultEvent,
+    RowsEvent,
+    SchemaEvent,
+)
+
+from .budget import Budget, Usage
+from .errors import ClientClosed, MutationRejected, SchemaVersionError, ServerError
+from .live import ConnectionState, LiveQuery, Snapshot, identity_columns
+from .local import LocalState
+from .routing import Route, route
+from .store import LocalStore
+from .transport import Transport, backoff_delay
+
+log = logging.getLogger("querysync.cache")
+
+DEFAULT_BUDGET = 100 * 2**20
+
+
+class BudgetWarning(UserWarning):
+    """The active subscriptions alone need more than the byte budget."""
+
+
+class Client:
+    def __init__(
+        self,
+        url: str,
+        schema: Schema,
+        token: str | None = None,
+        budget_bytes: int = DEFAULT_BUDGET,
+        path: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        self.store = LocalStore(schema, path)
+        self.budget = Budget(budget_bytes, clock=clock)
+        self.local = LocalState(schema, self.store, self.budget)
+        self.client_id = self.store.client_id
+        self._token = token
+        self._rng, self._sleep = rng, sleep
+        self._backoff = (backoff_base, backoff_cap)
+        self.connection_state: BehaviorSubject[ConnectionState] = BehaviorSubject(
+            ConnectionState.CONNECTING
+        )
+        self.cache_usage: BehaviorSubject[Usage] = BehaviorSubject(self.budget.usage())
+        self.update_error: SchemaVersionError | None = None
+        self.stale_outbox = self.store.opened.stale_outbox
+        self._lives: dict[str, LiveQuery] = {}
+        self._pins: Counter[str] = Counter()
+        self._demoted: set[str] = set()
+        self._futures: dict[int, asyncio.Future[MutationResult]] = {}
+        self._online = asyncio.Event()
+        self._flush_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: httpx.AsyncClient | None = None
+        self._transport: Transport | None = None
+        self._closed = False
+        self.reconnects = 0
+        self._restore_pending()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._http is not None:
+            return
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0))
+        self._transport = Transport(self._http, self.url, self.schema.version, self._token)
+        self._tasks = [
+            asyncio.create_task(self._stream_loop(), name="querysync-stream"),
+            asyncio.create_task(self._flush_loop(), name="querysync-outbox"),
+        ]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for live in self._lives.values():
+            if live.task is not None:
+                live.task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._http is not None:
+            await self._http.aclose()
+        self.local.save_shadow()
+        self.store.close()
+        self.connection_state.on_next(ConnectionState.CLOSED)
+
+    def _check_open(self) -> Transport:
+        if self._closed:
+            raise ClientClosed("The client is closed; create a new Client.")
+        if self._transport is None:
+            raise ClientClosed("The client is not started; use 'async with Client(...)'.")
+        return self._transport
+
+    # -- the stream ----------------------------------------------------------------------
+
+    async def _stream_loop(self) -> None:
+        transport = self._check_open()
+        attempt = 0
+        while not self._closed:
+            self.connection_state.on_next(ConnectionState.CONNECTING)
+            try:
+                cursor = self.store.get_meta("cursor")
+                async for ev in transport.sync_stream(self.client_id, cursor):
+                    if isinstance(ev.event, Hello):
+                        attempt = 0
+                    await self._on_event(ev.event, ev.id)
+            except SchemaVersionError as exc:
+                self._update_needed(exc)
+                return
+            except (httpx.HTTPError, ServerError) as exc:
+                log.info("sync stream dropped: %s", exc)
+            self._online.clear()
+            if self._closed:
+                return
+            self.connection_state.on_next(ConnectionState.OFFLINE)
+            await self._sleep(
+                backoff_delay(attempt, self._rng, base=self._backoff[0], cap=self._backoff[1])
+            )
+            attempt += 1
+            self.reconnects += 1
+
+    def _update_needed(self, exc: SchemaVersionError) -> None:
+        self.update_error = exc
+        self._online.clear()
+        self.connection_state.on_next(ConnectionState.UPDATE_NEEDED)
+        log.warning("%s", exc)
+
+    async def _on_event(self, event: Any, event_id: str | None) -> None:
+        if isinstance(event, Hello):
+            self.connection_state.on_next(ConnectionState.ONLINE)
+            self._online.set()
+            self._flush_wake.set()
+            await self._declare([d.qid for d in self.local.desired.values()], [])
+        elif isinstance(event, Poke):
+            self._on_poke(event, event_id)
+        elif isinstance(event, Reset):
+            log.info("server reset: %s", event.reason)
+            self.local.apply_reset()
+            self._refresh(None)
+        elif isinstance(event, QueryErrorEvent):
+            self._on_query_error(event)
+        elif isinstance(event, SchemaEvent) and event.update_needed:
+            self._update_needed(
+                SchemaVersionError(
+                    self.schema.version, event.server_schema_version, event.min_client_version
+                )
+            )
+            raise self.update_error  # type: ignore[misc]
+        elif isinstance(event, ErrorEvent):
+            log.info("server closed the stream: %s %s", event.code, event.message)
+
+    def _on_poke(self, poke: Poke, event_id: str | None) -> None:
+        outcome = self.local.apply_poke(poke, event_id)
+        for res in poke.mutations:
+            self._resolve(res)
+        if outcome.evicted:
+            self._spawn(self._declare([], outcome.evicted))
+        if outcome.demoted:
+            self._demote(outcome.demoted)
+        self._refresh(outcome.tables | set(poke.complete), completed=set(poke.complete))
+        self._publish_usage()
+
+    def _on_query_error(self, event: QueryErrorEvent) -> None:
+        self.local.drop_desired([event.query_id])
+        live = self._lives.pop(event.query_id, None)
+        if live is not None:
+            live.fail(ServerError(422, event.error.code, event.error.message))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _declare(self, add: Sequence[str], remove: Sequence[str]) -> None:
+        """Change the server's desired set; offline changes are re-declared on the next hello."""
+        if not (add or remove) or not self._online.is_set():
+            return
+        transport = self._check_open()
+        body = {
+            "clientId": self.client_id,
+            "schemaVersion": self.schema.version,
+            "add": [self._add_doc(q) for q in add if q in self.local.desired],
+            "remove": list(remove),
+        }
+        try:
+            answer = await transport.post("/queries", body)
+        except SchemaVersionError as exc:
+            self._update_needed(exc)
+            return
+        except httpx.HTTPError as exc:
+            log.info("declaring queries failed (will retry on reconnect): %s", exc)
+            return
+        for rej in answer.get("rejected", []):
+            err = rej.get("error", {})
+            self._on_query_error(
+                QueryErrorEvent(rej["id"], _error_body(err.get("code"), err.get("message")))
+            )
+
+    def _add_doc(self, qid: str) -> dict[str, Any]:
+        d = self.local.desired[qid]
+        doc: dict[str, Any] = {"id": qid, "query": d.json}
+        if d.ttl is not None:
+            doc["ttl"] = d.ttl
+        return doc
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def subscribe(
+        self, query: Query, *, ttl: float | None = None
+    ) -> reactivex.Observable[Snapshot]:
+        """A live query: an Observable of ``Snapshot``s (see docs/client.md)."""
+        bound = bind(query, self.schema)
+
+        def on_subscribe(
+            observer: ObserverBase[Snapshot], scheduler: SchedulerBase | None = None
+        ) -> Disposable:
+            if self._closed:
+                observer.on_error(ClientClosed("The client is closed."))
+                return Disposable()
+            live = self._lives.get(bound.id)
+            if live is None:
+                live = self._activate(bound, ttl)
+            live.observers.append(observer)
+            if live.last is not None:
+                observer.on_next(live.last)
+            return Disposable(lambda: self._release(live, observer))
+
+        return reactivex.create(on_subscribe)
+
+    def _activate(self, query: Query, ttl: float | None) -> LiveQuery:
+        r = self._route(query)
+        live = LiveQuery(query, query.id, r.mode, r.relies_on, explanation=r.explanation)
+        self._lives[live.qid] = live
+        self._start_mode(live, ttl)
+        return live
+
+    def _start_mode(self, live: LiveQuery, ttl: float | None) -> None:
+        if live.mode == "server":
+            live.task = asyncio.ensure_future(self._offload(live))
+            return
+        if live.mode == "sync":
+            new = live.qid not in self.local.desired
+            self.local.add_desired(live.query, live.qid, pinned=False, ttl=ttl)
+            live.relies_on = (live.qid,)
+            if new:
+                self._spawn(self._declare([live.qid], []))
+        for qid in live.relies_on:
+            self._pin(qid)
+        self._emit_local(live)
+        if live.mode == "sync":
+            self._enforce_after_admit()
+
+    def _route(self, query: Query) -> Route:
+        if query.id in self._demoted:
+            return Route("server", (), "Served by the server: the active set exceeds the budget.")
+        return route(query, self.local.index, self.local.rows, self.budget)
+
+    def _release(self, live: LiveQuery, observer: ObserverBase[Snapshot]) -> None:
+        if observer in live.observers:
+            live.observers.remove(observer)
+        if live.observers or self._lives.get(live.qid) is not live:
+            return
+        del self._lives[live.qid]
+        if live.task is not None:
+            live.task.cancel()
+        self._demoted.discard(live.qid)
+        for qid in live.relies_on:
+            self._unpin(qid)
+        self._publish_usage()
+
+    def _pin(self, qid: str) -> None:
+        self._pins[qid] += 1
+        if qid in self.budget:
+            self.budget.pin(qid)
+
+    def _unpin(self, qid: str) -> None:
+        self._pins[qid] -= 1
+        if self._pins[qid] <= 0:
+            del self._pins[qid]
+            if qid in self.budget:
+                self.budget.unpin(qid)
+
+    def _emit_local(self, live: LiveQuery) -> None:
+        d = self.local.desired.get(live.qid)
+        complete = live.mode == "local" or (d is not None and d.complete_at is not None)
+        for qid in live.relies_on:
+            if qid in self.budget and qid in self.local.desired:
+                self.budget.touch(qid)
+        rows = tuple(self.local.run(live.query))
+        snap = Snapshot(live.qid, rows, complete, self.local.version, "local")
+        live.emit(snap, identity_columns(self.schema, live.query))
+
+    def _refresh(self, tables: set[str] | None, completed: Collection[str] = ()) -> None:
+        for live in list(self._lives.values()):
+            if live.mode == "server":
+                continue
+            if tables is None or live.qid in completed or _reads(live, self.local, tables):
+                self._emit_local(live)
+
+    def _enforce_after_admit(self) -> None:
+        with self.store.transaction():
+            demoted = self.local._enforce_budget()
+        if demoted:
+            self._demote(demoted)
+        self._publish_usage()
+
+    def _demote(self, qids: Sequence[str]) -> None:
+        """The pinned set outgrew the budget: serve these from the server, do not thrash."""
+        msg = (
+            f"The active subscriptions need more than the cache budget of "
+            f"{self.budget.budget_bytes} bytes; {len(qids)} of them are served from the server "
+            "instead of the local store."
+        )
+        warnings.warn(msg, BudgetWarning, stacklevel=2)
+        log.warning(msg)
+        self._demoted.update(qids)
+        self._spawn(self._declare([], list(qids)))
+        for live in list(self._lives.values()):
+            if live.qid in qids or set(live.relies_on) & set(qids):
+                for qid in live.relies_on:
+                    self._pins[qid] -= 1
+                    if self._pins[qid] <= 0:
+                        del self._pins[qid]
+                live.mode, live.relies_on = "server", ()
+                live.task = asyncio.ensure_future(self._offload(live))
+        self._publish_usage(warning=msg)
+
+    def _publish_usage(self, warning: str | None = None) -> None:
+        self.cache_usage.on_next(self.budget.usage(sorted(self._demoted), warning))
+
+    async def _offload(self, live: LiveQuery) -> None:
+        """Serve a query from the server (``POST /query`` with ``live``), retrying offline."""
+        transport = self._check_open()
+        ident = identity_columns(self.schema, live.query)
+        attempt = 0
+        while not self._closed:
+            rows: list[dict[str, Any]] = []
+            try:
+                async for ev in transport.query_stream(live.query.to_json(), live=True):
+                    if isinstance(ev, RowsEvent):
+                        rows.extend(ev.rows)
+                    elif isinstance(ev, CompleteEvent):
+                        attempt = 0
+                        live.emit(
+                            Snapshot(live.qid, tuple(rows), True, ev.version, "server"), ident
+                        )
+                    elif isinstance(ev, ResultEvent):
+                        live.emit(Snapshot(live.qid, ev.rows, True, ev.version, "server"), ident)
+            except SchemaVersionError as exc:
+                self._update_needed(exc)
+                live.fail(exc)
+                return
+            except ServerError as exc:
+                live.fail(exc)
+                return
+            except httpx.HTTPError as exc:
+                log.info("offloaded query %s dropped: %s", live.qid, exc)
+            await self._sleep(
+                backoff_delay(attempt, self._rng, base=self._backoff[0], cap=self._backoff[1])
+            )
+            attempt += 1
+
+    # -- one-shot reads ------------------------------------------------------------------
+
+    def explain(self, query: Query) -> str:
+        return self._route(bind(query, self.schema)).explanation
+
+    async def query(self, query: Query) -> Snapshot:
+        """The query's answer once: from the local store when covered, else from the server."""
+        bound = bind(query, self.schema)
+        r = self._route(bound)
+        if r.mode == "local":
+            rows = tuple(self.local.run(bound))
+            return Snapshot(bound.id, rows, True, self.local.version, "local")
+        transport = self._check_open()
+        out: list[dict[str, Any]] = []
+        async for ev in transport.query_stream(bound.to_json(), live=False):
+            if isinstance(ev, RowsEvent):
+                out.extend(ev.rows)
+            elif isinstance(ev, CompleteEvent):
+                return Snapshot(bound.id, tuple(out), True, ev.version, "server")
+        raise ServerError(502, "incomplete", "The server closed the query stream before complete.")
+
+    # -- writes --------------------------------------------------------------------------
+
+    def insert(self, table: str, row: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
+        return self.mutate({"op": "insert", "table": table, "row": dict(row)})
+
+    def upsert(self, table: str, row: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
+        return self.mutate({"op": "upsert", "table": table, "row": dict(row)})
+
+    def update(
+        self,
+        table: str,
+        key: Sequence[Any],
+        set: Mapping[str, Any],
+        *,
+        if_version: int | None = None,
+    ) -> asyncio.Future[MutationResult]:
+        body: dict[str, Any] = {"op": "update", "table": table, "key": list(key), "set": dict(set)}
+        if if_version is not None:
+            body["ifVersion"] = if_version
+        return self.mutate(body)
+
+    def delete(self, table: str, key: Sequence[Any]) -> asyncio.Future[MutationResult]:
+        return self.mutate({"op": "delete", "table": table, "key": list(key)})
+
+    def mutate(self, mutation: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
+        """Apply a write optimistically now; the future resolves when the server decides it.
+
+        ``mutation`` is the wire form without ``id`` (docs/protocol.md, POST /mutate). Rejection
+        rolls the optimistic change back and fails the future with ``MutationRejected``.
+        """
+        if self._closed:
+            raise ClientClosed("The client is closed; create a new Client.")
+        self.schema.table(mutation["table"])
+        mid = int(self.store.get_meta("next_mutation_id") or 1)
+        body = {**mutation, "id": mid}
+        with self.store.transaction():
+            self.store.set_meta("next_mutation_id", str(mid + 1))
+            self.store.outbox_add(body)
+        self.local.add_pending(body)
+        fut: asyncio.Future[MutationResult] = asyncio.get_running_loop().create_future()
+        self._futures[mid] = fut
+        self._refresh({mutation["table"]})
+        self._flush_wake.set()
+        return fut
+
+    def _restore_pending(self) -> None:
+        """Lay the persisted outbox back on the store after a restart."""
+        self.local.restore(self.store.outbox())
+
+    async def _flush_loop(self) -> None:
+        transport = self._check_open()
+        while not self._closed:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            await self._online.wait()
+            batch = self.store.outbox()
+            if not batch:
+                continue
+            body = {
+                "clientId": self.client_id,
+                "schemaVersion": self.schema.version,
+                "mutations": batch,
+            }
+            try:
+                answer = await transport.post("/mutate", body)
+            except SchemaVersionError as exc:
+                self._update_needed(exc)
+                continue
+            except ServerError as exc:
+                log.warning("the outbox was refused: %s", exc)
+                continue
+            except httpx.HTTPError as exc:
+                log.info("sending the outbox failed (will retry on reconnect): %s", exc)
+                continue
+            results = [MutationResult.from_json(r) for r in answer.get("results", [])]
+            if results:
+                self.store.outbox_remove_through(max(r.id for r in results))
+            self.local.settle(
+                {
+                    r.id: (r.version or answer.get("version")) if r.status == "applied" else None
+                    for r in results
+                }
+            )
+            for res in results:
+                self._resolve(res)
+            self._refresh({m["table"] for m in batch})
+
+    def _resolve(self, res: MutationResult) -> None:
+        fut = self._futures.pop(res.id, None)
+        if fut is None or fut.done():
+            return
+        if res.status == "rejected":
+            fut.set_exception(MutationRejected(res.id, res.reason or "no reason given"))
+        else:
+            fut.set_result(res)
+
+
+def _reads(live: LiveQuery, local: LocalState, tables: set[str]) -> bool:
+    from .local import query_tables
+
+    return bool(query_tables(local.schema, live.query) & tables)
+
+
+def _error_body(code: Any, message: Any) -> Any:
+    from queryplanner.protocol import ErrorBody
+
+    return ErrorBody(str(code or "invalid_query"), str(message or "The query was rejected."))
