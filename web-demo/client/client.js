@@ -1,0 +1,405 @@
+// The querysync JavaScript client: one EventSource stream, a local row store with the
+// 100 MB budget persisted to IndexedDB, covered queries answered locally, optimistic writes
+// with rollback and an offline outbox replayed exactly once (docs/protocol.md).
+//
+//   const client = new Client({ url: "", schema: schemaDoc });
+//   await client.start();
+//   const sub = client.subscribe({ table: "issue", orderBy: [["modified", "desc"]], limit: 50 },
+//                                (snap) => render(snap.rows, snap.complete, snap.source));
+//   await client.mutate([{ op: "update", table: "issue", key: [7], set: { status: "done" } }]);
+
+import { openPersistence } from "./persist.js";
+import { loadSchema, normalizeQuery, queryId, wireQuery } from "./query.js";
+import { sha256Hex } from "./sha256.js";
+import { DEFAULT_BUDGET_BYTES, LocalStore } from "./store.js";
+
+export class MutationRejected extends Error {
+  constructor(mutation, reason) {
+    super(`Mutation ${mutation.id} (${mutation.op} ${mutation.table}) was rejected: ${reason}`);
+    this.mutation = mutation;
+    this.reason = reason;
+  }
+}
+
+export class SchemaVersionError extends Error {
+  constructor(body) {
+    super(body.message);
+    this.clientVersion = body.clientVersion;
+    this.serverVersion = body.serverVersion;
+    this.minClientVersion = body.minClientVersion;
+  }
+}
+
+function randomId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export class Client {
+  constructor({ url = "", schema, token = null, budgetBytes = DEFAULT_BUDGET_BYTES, persist = true, name = "querysync" }) {
+    this.url = url.replace(/\/$/, "");
+    this.schemaDoc = schema;
+    this.schema = loadSchema(schema);
+    this.schemaHash = sha256Hex(JSON.stringify(schema)).slice(0, 16);
+    this.token = token;
+    this.store = new LocalStore(this.schema, { budgetBytes });
+    this.persistName = persist ? name : null;
+    this.state = "connecting";
+    this.stateListeners = new Set();
+    this.usageListeners = new Set();
+    this.subs = new Set();
+    this.outbox = []; // mutations not yet known to be processed, in id order
+    this.waiters = new Map(); // mutation id -> {resolve, reject}
+    this.nextMutationId = 1;
+    this.lastEventId = null;
+    this.clientId = null;
+    this.backoff = 250;
+    this.generation = 0; // bumps when the set of complete queries changes
+    this.closed = false;
+  }
+
+  // -- lifecycle -------------------------------------------------------------------------
+
+  async start() {
+    this.persistence = this.persistName ? await openPersistence(this.persistName) : null;
+    const saved = this.persistence ? await this.persistence.load() : null;
+    if (saved && saved.meta.schemaHash === this.schemaHash) {
+      this.clientId = saved.meta.clientId;
+      this.lastEventId = saved.meta.lastEventId;
+      this.nextMutationId = saved.meta.nextMutationId;
+      this.store.version = saved.meta.version ?? 0;
+      for (const [id, row] of saved.rows) this.store.restore(id, row);
+      for (const q of saved.queries) {
+        const e = this.store.track(q.id, q.query, q.wire, { ttl: q.ttl });
+        Object.assign(e, { complete: q.complete, version: q.version, lastUsed: q.lastUsed });
+        this.store.clock = Math.max(this.store.clock, q.lastUsed);
+      }
+      this.outbox = saved.outbox.sort((a, b) => a.id - b.id).map((m) => ({ ...m, sent: false }));
+      this.store.setPending(this.outbox);
+      this.store.dirty.clear();
+    } else {
+      if (saved) console.info("querysync: the saved store has another schema; starting over.");
+      this.clientId = randomId();
+      this.persistAll = true;
+    }
+    this.connect();
+  }
+
+  close() {
+    this.closed = true;
+    if (this.es) this.es.close();
+    clearTimeout(this.retryTimer);
+  }
+
+  // -- connection ------------------------------------------------------------------------
+
+  setState(state, error = null) {
+    if (this.state === state) return;
+    this.state = state;
+    this.stateError = error;
+    for (const cb of this.stateListeners) cb(state, error);
+  }
+
+  onState(cb) {
+    this.stateListeners.add(cb);
+    cb(this.state, this.stateError);
+    return () => this.stateListeners.delete(cb);
+  }
+
+  async post(path, body) {
+    const headers = { "content-type": "application/json" };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const res = await fetch(`${this.url}${path}`, { method: "POST", headers, body: JSON.stringify({ clientId: this.clientId, schemaVersion: this.schema.version, ...body }) });
+    const doc = await res.json().catch(() => ({}));
+    if (res.status === 409 && doc.error?.code === "schema_version") {
+      const err = new SchemaVersionError(doc.error);
+      this.updateNeeded(err);
+      throw err;
+    }
+    if (!res.ok) throw Object.assign(new Error(doc.error?.message ?? `HTTP ${res.status}`), { status: res.status, body: doc });
+    return doc;
+  }
+
+  updateNeeded(err) {
+    this.setState("update-needed", err);
+    if (this.es) this.es.close();
+    this.es = null;
+  }
+
+  desired() {
+    return [...this.store.queries.values()].map((e) => ({ id: e.id, query: e.wire, ...(e.ttl ? { ttl: e.ttl } : {}) }));
+  }
+
+  /** Check the schema version and re-declare the desired queries, then open the stream. */
+  async connect() {
+    if (this.closed || this.state === "update-needed") return;
+    try {
+      await this.post("/queries", { add: this.desired(), remove: [] });
+    } catch (err) {
+      if (err instanceof SchemaVersionError) return;
+      this.offline();
+      return;
+    }
+    const params = new URLSearchParams({ clientId: this.clientId, schemaVersion: String(this.schema.version) });
+    if (this.lastEventId !== null) params.set("lastEventId", String(this.lastEventId));
+    if (this.token) params.set("token", this.token);
+    const es = new EventSource(`${this.url}/sync?${params}`);
+    this.es = es;
+    const on = (name, fn) => es.addEventListener(name, (ev) => {
+      if (this.es !== es) return;
+      fn(JSON.parse(ev.data), ev);
+    });
+    on("hello", (hello) => this.onHello(hello));
+    on("poke", (poke, ev) => this.onPoke(poke, ev.lastEventId));
+    on("reset", () => { this.store.reset(); this.generation++; this.changed(); });
+    on("queryError", (e) => this.onQueryError(e));
+    on("schema", (e) => { if (e.updateNeeded) this.updateNeeded(new SchemaVersionError({ message: "The server's schema changed; reload the app.", serverVersion: e.serverSchemaVersion, minClientVersion: e.minClientVersion, clientVersion: this.schema.version })); });
+    es.addEventListener("error", (ev) => {
+      if (this.es !== es) return;
+      if (ev.data) { try { this.lastError = JSON.parse(ev.data); } catch { /* a network error */ } }
+      es.close();
+      this.es = null;
+      this.offline();
+    });
+  }
+
+  offline() {
+    if (this.closed || this.state === "update-needed") return;
+    this.setState("offline");
+    for (const m of this.outbox) m.sent = false;
+    clearTimeout(this.retryTimer);
+    const delay = this.backoff * (0.5 + Math.random());
+    this.backoff = Math.min(this.backoff * 2, 5000);
+    this.retryTimer = setTimeout(() => { this.setState("connecting"); this.connect(); }, delay);
+  }
+
+  onHello(hello) {
+    this.backoff = 250;
+    this.setState("online");
+    // Mutations the server processed while we did not hear back: their effects arrive on the
+    // stream; never send them again.
+    const last = hello.lastMutationId ?? 0;
+    this.nextMutationId = Math.max(this.nextMutationId, last + 1);
+    this.outbox = this.outbox.filter((m) => m.id > last || (m.version && m.version > this.store.version));
+    for (const m of this.outbox) if (m.id <= last) m.sent = true;
+    this.store.setPending(this.outbox);
+    this.flush();
+    this.changed();
+  }
+
+  onPoke(poke, id) {
+    const touched = this.store.applyPoke(poke);
+    if (id) this.lastEventId = Number(id);
+    if (Object.keys(poke.complete ?? {}).length) this.generation++;
+    for (const outcome of poke.mutations ?? []) this.settle({ ...outcome, version: poke.version });
+    this.outbox = this.outbox.filter((m) => !(m.version && m.version <= this.store.version));
+    this.store.setPending(this.outbox);
+    const evicted = this.store.enforceBudget();
+    if (evicted.length) {
+      this.generation++;
+      this.post("/queries", { add: [], remove: evicted }).catch(() => {});
+    }
+    this.changed(touched);
+  }
+
+  onQueryError(e) {
+    this.store.queries.delete(e.queryId);
+    for (const s of this.subs) if (s.id === e.queryId) s.error = e.error;
+    this.changed();
+  }
+
+  // -- subscriptions ---------------------------------------------------------------------
+
+  normalize(doc) {
+    const q = normalizeQuery(doc, this.schema);
+    return { q, id: queryId(q, this.schema) };
+  }
+
+  /** How the local store would answer `doc`: {route, covered, by, reason}. */
+  explain(doc) {
+    const { q, id } = this.normalize(doc);
+    const own = this.store.queries.get(id);
+    if (own && own.complete) return { id, route: "local", covered: true, by: [id], reason: "the query itself is complete in the cache" };
+    const cov = this.store.explain(q);
+    return { id, route: cov.covered ? "local" : "local_then_server", ...cov };
+  }
+
+  /** Live result of a query: `cb({rows, complete, source, version, explain})` on every change. */
+  subscribe(doc, cb, { ttl = 600 } = {}) {
+    const { q, id } = this.normalize(doc);
+    const sub = { id, q, doc, cb, ttl, generation: -1, explain: null, closed: false };
+    this.subs.add(sub);
+    this.refresh(sub);
+    return {
+      id,
+      unsubscribe: () => {
+        sub.closed = true;
+        this.subs.delete(sub);
+        const e = this.store.queries.get(id);
+        if (e && e.active > 0) e.active--;
+        this.schedulePersist();
+      },
+    };
+  }
+
+  refresh(sub) {
+    if (sub.generation !== this.generation) {
+      sub.generation = this.generation;
+      sub.explain = this.explainFor(sub);
+      if (!sub.explain.covered && !sub.registered) this.register(sub);
+    }
+    const entry = this.store.queries.get(sub.id);
+    if (sub.q.aggregate && !sub.explain.covered) {
+      this.offload(sub);
+      return;
+    }
+    const complete = sub.explain.covered || Boolean(entry && entry.complete);
+    const rows = this.store.run(sub.q);
+    sub.cb({ rows, complete, source: sub.explain.covered ? "local" : complete ? "server" : "local-partial", version: this.store.version, explain: sub.explain, error: sub.error ?? null });
+  }
+
+  explainFor(sub) {
+    const own = this.store.queries.get(sub.id);
+    if (own && own.complete && !sub.q.aggregate) {
+      return { covered: false, own: true, by: [sub.id], reason: "answered by the server, kept live in the cache" };
+    }
+    return this.store.explain(sub.q);
+  }
+
+  register(sub) {
+    sub.registered = true;
+    if (sub.q.aggregate) return;
+    const entry = this.store.track(sub.id, sub.q, wireQuery(sub.q, this.schema), { ttl: sub.ttl });
+    entry.active++;
+    if (this.state === "online") {
+      this.post("/queries", { add: [{ id: sub.id, query: entry.wire, ttl: sub.ttl }], remove: [] }).catch(() => {});
+    }
+  }
+
+  async offload(sub) {
+    if (sub.offloading) return;
+    sub.offloading = true;
+    const local = this.store.run(sub.q);
+    sub.cb({ rows: local, complete: false, source: "local-partial", version: this.store.version, explain: sub.explain });
+    try {
+      const res = await fetch(`${this.url}/query`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ schemaVersion: this.schema.version, query: wireQuery(sub.q, this.schema), live: false }) });
+      const text = await res.text();
+      if (!res.ok || sub.closed) return;
+      const rows = [];
+      for (const block of text.split(/\r?\n\r?\n/)) {
+        const ev = /event: *(\w+)/.exec(block)?.[1];
+        const data = block.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+        if (ev === "rows" && data) rows.push(...JSON.parse(data).rows);
+      }
+      sub.cb({ rows, complete: true, source: "server", version: this.store.version, explain: sub.explain });
+    } catch { /* offline: the local partial answer stands */ } finally {
+      sub.offloading = false;
+    }
+  }
+
+  changed() {
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      for (const sub of [...this.subs]) if (!sub.closed) this.refresh(sub);
+      const usage = this.usage();
+      for (const cb of this.usageListeners) cb(usage);
+      this.schedulePersist();
+    });
+  }
+
+  // -- usage -----------------------------------------------------------------------------
+
+  usage() {
+    return {
+      bytes: this.store.bytes,
+      budgetBytes: this.store.budgetBytes,
+      overBudget: this.store.overBudget,
+      pending: this.outbox.length,
+      queries: [...this.store.queries.values()].map((e) => ({ id: e.id, table: e.query.table, query: e.wire, complete: e.complete, active: e.active > 0, version: e.version })),
+    };
+  }
+
+  onUsage(cb) {
+    this.usageListeners.add(cb);
+    cb(this.usage());
+    return () => this.usageListeners.delete(cb);
+  }
+
+  // -- writes ----------------------------------------------------------------------------
+
+  /** Apply mutations optimistically and send them; resolves with their results. */
+  mutate(ops) {
+    const promises = ops.map((op) => {
+      const m = { ...op, id: this.nextMutationId++, sent: false };
+      this.outbox.push(m);
+      return new Promise((resolve, reject) => this.waiters.set(m.id, { resolve, reject, m }));
+    });
+    this.store.setPending(this.outbox);
+    this.changed();
+    this.persistNow();
+    if (this.state === "online") this.flush();
+    return Promise.all(promises);
+  }
+
+  async flush() {
+    const batch = this.outbox.filter((m) => !m.sent);
+    if (!batch.length || this.flushing) return;
+    this.flushing = true;
+    for (const m of batch) m.sent = true;
+    try {
+      const res = await this.post("/mutate", { mutations: batch.map(({ sent, version, ...m }) => m) });
+      for (const r of res.results) this.settle(r);
+      this.outbox = this.outbox.filter((m) => !(m.version && m.version <= this.store.version));
+      this.store.setPending(this.outbox);
+      this.changed();
+    } catch (err) {
+      for (const m of batch) m.sent = false;
+      if (err.body?.error?.code === "mutation_order") {
+        const expected = err.body.error.expected ?? err.body.error.expectedId;
+        if (expected) this.outbox = this.outbox.filter((m) => m.id >= expected);
+      }
+    } finally {
+      this.flushing = false;
+    }
+    if (this.outbox.some((m) => !m.sent) && this.state === "online") this.flush();
+  }
+
+  settle(result) {
+    const m = this.outbox.find((x) => x.id === result.id);
+    const waiter = this.waiters.get(result.id);
+    if (result.status === "rejected") {
+      this.outbox = this.outbox.filter((x) => x.id !== result.id);
+      if (waiter) { this.waiters.delete(result.id); waiter.reject(new MutationRejected(waiter.m, result.reason)); }
+    } else {
+      if (m) m.version = result.version;
+      if (waiter) { this.waiters.delete(result.id); waiter.resolve(result); }
+    }
+  }
+
+  // -- persistence -----------------------------------------------------------------------
+
+  schedulePersist() {
+    if (!this.persistence || this.persistTimer) return;
+    this.persistTimer = setTimeout(() => { this.persistTimer = null; this.persistNow(); }, 300);
+  }
+
+  async persistNow() {
+    if (!this.persistence) return;
+    const rows = [...this.store.dirty.entries()];
+    const clearRows = this.store.cleared || this.persistAll;
+    this.store.dirty.clear();
+    this.store.cleared = false;
+    this.persistAll = false;
+    const queries = [...this.store.queries.values()].map(({ id, query, wire, complete, version, lastUsed, ttl }) => ({ id, query, wire, complete, version, lastUsed, ttl }));
+    const outbox = this.outbox.map(({ sent, ...m }) => m);
+    const meta = { schemaHash: this.schemaHash, clientId: this.clientId, lastEventId: this.lastEventId, nextMutationId: this.nextMutationId, version: this.store.version };
+    try {
+      await this.persistence.save({ meta, rows, queries, outbox, clearRows });
+    } catch (err) {
+      console.warn("querysync: could not persist the store", err);
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// IndexedDB persistence of the local store: rows, tracked queries, the stream position and
+// the outbox, written together in one transaction so a reload resumes from a consistent state.
+// A store saved under another schema hash is discarded (like an IndexedDB version upgrade).
+
+const STORES = ["meta", "rows", "queries", "outbox"];
+
+function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+export async function openPersistence(name) {
+  if (typeof indexedDB === "undefined") return null;
+  const open = indexedDB.open(name, 1);
+  open.onupgradeneeded = () => {
+    for (const s of STORES) if (!open.result.objectStoreNames.contains(s)) open.result.createObjectStore(s);
+  };
+  return new Persistence(await request(open));
+}
+
+export class Persistence {
+  constructor(db) {
+    this.db = db;
+  }
+
+  /** {meta, rows: [[id, row]], queries: [...], outbox: [...]} or null when nothing is saved. */
+  async load() {
+    const tx = this.db.transaction(STORES, "readonly");
+    const meta = await request(tx.objectStore("meta").get("meta"));
+    if (!meta) return null;
+    const [rowKeys, rows, queries, outbox] = await Promise.all([
+      request(tx.objectStore("rows").getAllKeys()),
+      request(tx.objectStore("rows").getAll()),
+      request(tx.objectStore("queries").getAll()),
+      request(tx.objectStore("outbox").getAll()),
+    ]);
+    return { meta, rows: rowKeys.map((k, i) => [k, rows[i]]), queries, outbox };
+  }
+
+  /** Write the changed rows (null deletes), the queries, the outbox and the meta record. */
+  async save({ meta, rows, queries, outbox, clearRows = false }) {
+    const tx = this.db.transaction(STORES, "readwrite");
+    const rowStore = tx.objectStore("rows");
+    if (clearRows) rowStore.clear();
+    for (const [k, row] of rows) {
+      if (row === null) rowStore.delete(k);
+      else rowStore.put(row, k);
+    }
+    const qs = tx.objectStore("queries");
+    qs.clear();
+    for (const q of queries) qs.put(q, q.id);
+    const ob = tx.objectStore("outbox");
+    ob.clear();
+    for (const m of outbox) ob.put(m, m.id);
+    tx.objectStore("meta").put(meta, "meta");
+    await new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  }
+
+  async clear() {
+    const tx = this.db.transaction(STORES, "readwrite");
+    for (const s of STORES) tx.objectStore(s).clear();
+    await new Promise((resolve) => { tx.oncomplete = resolve; });
+  }
+}
