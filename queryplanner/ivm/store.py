@@ -1,0 +1,100 @@
+"""What the engine needs from the table data: the ``Store`` protocol and walks over links.
+
+The store holds the committed state *after* the batch being applied (the engine reads it to
+refill windows, evaluate EXISTS and follow relationships). Two questions are enough:
+
+- ``scan(query)``: the rows of ``query.table`` that satisfy ``query.where`` (EXISTS included)
+  and come after ``query.start``, in ``query.order_by`` (a total order ending with the primary
+  key), at most ``query.limit``. The query never has ``related`` or ``aggregate``; it is the
+  refill "next k rows after this sort position", a re-hydration, or a min/max lookup. A DuckDB
+  store runs ``compile_select(query, schema)``.
+- ``lookup(table, columns, values)``: the rows whose ``columns`` equal ``values`` (SQL
+  equality: a ``None`` value matches nothing). Point lookups, relationship walks both ways.
+
+``MemoryStore`` (``queryplanner.ivm.memory``) is the reference implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from ..query import Query
+from ..schema import Relationship
+from .changes import Row
+
+
+class Store(Protocol):
+    def scan(self, query: Query) -> Sequence[Row]: ...
+
+    def lookup(
+        self, table: str, columns: tuple[str, ...], values: tuple[Any, ...]
+    ) -> Sequence[Row]: ...
+
+
+def values_of(row: Row, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """The row's values for ``columns``, or None when one is NULL (it links to nothing)."""
+    out = tuple(row[c] for c in columns)
+    return None if any(v is None for v in out) else out
+
+
+def related_rows(store: Store, rel: Relationship, row: Row) -> list[Row]:
+    """The target rows linked to ``row`` (of the relationship's source table)."""
+    vals = values_of(row, rel.source_columns)
+    if vals is None:
+        return []
+    if rel.through is None:
+        return list(store.lookup(rel.target, rel.target_columns, vals))
+    out: list[Row] = []
+    for j in store.lookup(rel.through.table, rel.through.source_columns, vals):
+        tvals = values_of(j, rel.through.target_columns)
+        if tvals is not None:
+            out.extend(store.lookup(rel.target, rel.target_columns, tvals))
+    return out
+
+
+def is_linked(store: Store, rel: Relationship, source: Row, target: Row) -> bool:
+    """True when ``target`` is one of ``related_rows(store, rel, source)``."""
+    svals = values_of(source, rel.source_columns)
+    tvals = values_of(target, rel.target_columns)
+    if svals is None or tvals is None:
+        return False
+    if rel.through is None:
+        return svals == tvals
+    cols = rel.through.source_columns + rel.through.target_columns
+    return bool(store.lookup(rel.through.table, cols, svals + tvals))
+
+
+def source_rows(store: Store, source_table: str, rel: Relationship, row: Row,
+                table: str) -> list[Row]:
+    """The rows of ``source_table`` linked through ``rel`` to ``row`` of ``table``.
+
+    ``table`` is the relationship's target or (for many-to-many) its junction table: the
+    backward step of an EXISTS path or of a related child level.
+    """
+    if rel.through is not None and table == rel.through.table:
+        svals = values_of(row, rel.through.source_columns)
+        return [] if svals is None else list(store.lookup(source_table, rel.source_columns, svals))
+    tvals = values_of(row, rel.target_columns)
+    if tvals is None:
+        return []
+    if rel.through is None:
+        return list(store.lookup(source_table, rel.source_columns, tvals))
+    out: list[Row] = []
+    for j in store.lookup(rel.through.table, rel.through.target_columns, tvals):
+        svals = values_of(j, rel.through.source_columns)
+        if svals is not None:
+            out.extend(store.lookup(source_table, rel.source_columns, svals))
+    return out
+
+
+class StoreRelated:
+    """Adapts a ``Store`` to ``predicate.RelatedRows`` so compiled EXISTS can read it."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def related_rows(self, relationship: Relationship, row: Row) -> Iterable[Row]:
+        return related_rows(self.store, relationship, row)
