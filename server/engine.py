@@ -1,0 +1,430 @@
+"""The sync engine: subscriptions, client records, and the ordered steps that feed streams.
+
+All engine state lives on the engine thread. Requests and streams enqueue commands and wake the
+engine; commits wake it too. One *step* (on the engine thread) then:
+
+1. opens a DuckDB read transaction and reads the version ``V`` it sees (under the change log's
+   lock, so the log holds exactly the batches up to ``V``);
+2. brings every subscription touched by the batches since the last step to ``V`` (the seam,
+   ``Maintainer.changes``);
+3. applies the queued commands in order (attach a stream, detach, change desired queries);
+4. builds at most one poke per attached client at version ``V`` and hands the encoded events to
+   the client's outbox on the event loop.
+
+So a client's events are in version order, and after a poke with version ``V`` its state is the
+server's state at ``V`` for every complete query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from queryplanner import Condition, Query, Schema
+from queryplanner.protocol import (
+    Cursor,
+    ErrorBody,
+    ErrorEvent,
+    Event,
+    Hello,
+    QueryErrorEvent,
+    Reset,
+    encode_event,
+)
+
+from .changelog import ChangeBatch
+from .clients import ClientRecord, Desired, PokeBuilder, SentPoke
+from .db import Database
+from .store import Store
+from .stream import Outbox
+from .subscriptions import Maintainer, RerunMaintainer, Subscription
+
+log = logging.getLogger("querysync.server")
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    outbox_bytes: int = 4 << 20  # per-client queue before a slow consumer is cut off
+    resume_bytes: int = 4 << 20  # per-client log of recent pokes kept for resumes
+    default_ttl: float = 30.0  # how long a query without TTL outlives its stream
+    record_ttl: float = 600.0  # how long a detached client's record is kept
+
+
+@dataclass(frozen=True)
+class Attach:
+    client_id: str
+    user_id: str | None
+    schema_version: int
+    cursor: Cursor | None
+    outbox: Outbox
+
+
+@dataclass(frozen=True)
+class Detach:
+    client_id: str
+    outbox: Outbox
+
+
+@dataclass(frozen=True)
+class ChangeQueries:
+    client_id: str
+    user_id: str | None
+    schema_version: int
+    rules: Mapping[str, Condition]
+    scope: str
+    add: tuple[tuple[str, Query, float | None], ...]
+    remove: tuple[str, ...]
+
+
+Command = Attach | Detach | ChangeQueries
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        schema: Schema,
+        db: Database,
+        store: Store,
+        *,
+        limits: EngineLimits | None = None,
+        maintainer: Maintainer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.schema = schema
+        self.db = db
+        self.store = store
+        self.limits = limits or EngineLimits()
+        self.maintainer: Maintainer = maintainer or RerunMaintainer()
+        self.clock = clock
+        self.epoch = uuid.uuid4().hex[:8]
+        self.subs: dict[tuple[str, str], Subscription] = {}
+        self.records: dict[str, ClientRecord] = {}
+        self.version = store.version
+        self._commands: deque[Command] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.steps = 0
+
+    # -- lifecycle (event loop) ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="querysync-engine")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def notify(self, batch: ChangeBatch | None = None) -> None:
+        """Wake the engine; safe from any thread (the store calls it after each commit)."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(wake.set)
+
+    def submit(self, command: Command) -> None:
+        with self._lock:
+            self._commands.append(command)
+        self.notify()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            # The timeout gives a periodic step that expires detached queries and records.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            self._wake.clear()
+            try:
+                await self.db.in_engine(self._step)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving; the failed step's commands are lost
+                log.exception("sync engine step failed")
+
+    def close_all(self, final: ErrorEvent) -> None:
+        """On the loop: end every open stream with ``final`` (graceful shutdown)."""
+        for rec in list(self.records.values()):
+            ob = rec.outbox
+            if ob is not None:
+                ob.close(final)
+
+    # -- the step (engine thread) ----------------------------------------------------------
+
+    def _step(self) -> None:
+        with self._lock:
+            commands = list(self._commands)
+            self._commands.clear()
+        cur = self.db.cursor()
+        with self.store.log.lock:
+            cur.execute("BEGIN")
+            row = cur.execute("SELECT v FROM _qs_meta WHERE k = 'version'").fetchone()
+        version = int(row[0]) if row else 0
+        try:
+            self._advance(cur, version, commands)
+        finally:
+            cur.execute("COMMIT")
+        self.steps += 1
+
+    def _advance(self, cur: Any, version: int, commands: list[Command]) -> None:
+        batches = self.store.log.since(self.version, upto=version)
+        builders: dict[str, PokeBuilder] = {}
+
+        def builder(rec: ClientRecord) -> PokeBuilder:
+            b = builders.get(rec.client_id)
+            if b is None:
+                b = builders[rec.client_id] = PokeBuilder(rec, version)
+            return b
+
+        events: dict[str, list[Event]] = {}  # events before the poke (hello, reset, ...)
+        if version != self.version or batches is None:
+            for sub, delta in self.maintainer.changes(cur, batches, self.subs.values()):
+                for cid in sub.clients:
+                    rec = self.records.get(cid)
+                    if rec is None or rec.outbox is None:
+                        continue
+                    d = rec.desired.get(sub.key[0])
+                    if d is not None and d.complete:
+                        builder(rec).delta(delta)
+            for b in batches or ():
+                if b.client_id is not None and b.outcomes:
+                    rec = self.records.get(b.client_id)
+                    if rec is None:
+                        continue
+                    if rec.outbox is None:
+                        rec.pending_outcomes.extend(b.outcomes)
+                    else:
+                        builder(rec).mutations.extend(b.outcomes)
+        self.version = version
+        for cmd in commands:
+            if isinstance(cmd, Attach):
+                self._attach(cur, cmd, version, builder, events)
+            elif isinstance(cmd, Detach):
+                rec = self.records.get(cmd.client_id)
+                if rec is not None and rec.outbox is cmd.outbox:
+                    rec.outbox = None
+                    rec.detached_at = self.clock()
+                    builders.pop(rec.client_id, None)
+            else:
+                self._change_queries(cur, cmd, builder, events)
+        self._expire(events)
+        for cid in set(builders) | set(events):
+            rec = self.records.get(cid)
+            if rec is None:
+                continue
+            if rec.outbox is None:
+                pending = builders.get(cid)
+                if pending is not None:
+                    rec.pending_outcomes.extend(pending.mutations)
+                continue
+            for ev in events.get(cid, ()):
+                self._send(rec, None, ev)
+            built = builders.get(cid)
+            if built is not None:
+                poke = built.poke(self.schema)
+                if poke is not None:
+                    rec.seq += 1
+                    rec.version = version
+                    self._send(rec, Cursor(version, rec.seq, self.epoch), poke)
+
+    def _send(self, rec: ClientRecord, cursor: Cursor | None, event: Event) -> None:
+        name, data = encode_event(event)
+        if cursor is not None:
+            rec.remember(SentPoke(cursor.seq, cursor.version, name, data), self.limits.resume_bytes)
+        self._deliver(rec.outbox, (None if cursor is None else str(cursor), name, data))
+
+    def _deliver(self, outbox: Outbox | None, item: tuple[str | None, str, bytes]) -> None:
+        if outbox is None or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(outbox.push, item)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _record(self, client_id: str, user_id: str | None, schema_version: int) -> ClientRecord:
+        rec = self.records.get(client_id)
+        if rec is not None and rec.user_id != user_id:
+            # Another user's client id: nothing of the previous user's state may carry over.
+            self._forget(rec)
+            rec = None
+        if rec is None:
+            rec = ClientRecord(client_id, user_id, schema_version)
+            self.records[client_id] = rec
+        return rec
+
+    def _forget(self, rec: ClientRecord) -> None:
+        for qid in list(rec.desired):
+            self._release(rec, qid)
+        if rec.outbox is not None:
+            self._close(
+                rec.outbox, ErrorEvent("replaced", "Another user connected with this client id.")
+            )
+        self.records.pop(rec.client_id, None)
+
+    def _close(self, outbox: Outbox, final: ErrorEvent) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(outbox.close, final)
+
+    def _release(self, rec: ClientRecord, qid: str) -> Desired | None:
+        d = rec.desired.pop(qid, None)
+        if d is not None:
+            d.sub.clients.discard(rec.client_id)
+            if not d.sub.clients:
+                self.subs.pop(d.sub.key, None)
+        return d
+
+    def _attach(
+        self,
+        cur: Any,
+        cmd: Attach,
+        version: int,
+        builder: Callable[[ClientRecord], PokeBuilder],
+        events: dict[str, list[Event]],
+    ) -> None:
+        existing = self.records.get(cmd.client_id)
+        rec = self._record(cmd.client_id, cmd.user_id, cmd.schema_version)
+        if rec.outbox is not None and rec.outbox is not cmd.outbox:
+            self._close(
+                rec.outbox,
+                ErrorEvent("replaced", "A newer stream of this client replaced this one."),
+            )
+        rec.outbox = cmd.outbox
+        rec.detached_at = None
+        for d in rec.desired.values():
+            d.expires_at = None
+        c = cmd.cursor
+        replay = None
+        if (
+            c is not None
+            and existing is rec
+            and c.epoch == self.epoch
+            and rec.schema_version == cmd.schema_version
+            and c.seq <= rec.seq
+            and self.store.log.reaches(rec.version)
+        ):
+            replay = rec.replay_after(c.seq)
+        kind = "fresh" if c is None else ("resumed" if replay is not None else "reset")
+        rec.schema_version = cmd.schema_version
+        row = cur.execute(
+            "SELECT coalesce(max(id), 0) FROM _qs_mutation WHERE client_id = ?", [cmd.client_id]
+        ).fetchone()
+        hello = Hello(
+            cmd.client_id,
+            cmd.user_id,
+            version,
+            cmd.schema_version,
+            self.schema.version,
+            self.schema.hash,
+            kind,  # type: ignore[arg-type]
+            int(row[0]) if row else 0,
+        )
+        # Sent at once (not at the end of the step): it must precede the replayed pokes.
+        self._send(rec, None, hello)
+        b = builder(rec)
+        if kind == "resumed":
+            assert replay is not None
+            for p in replay:
+                self._deliver(
+                    rec.outbox, (str(Cursor(p.version, p.seq, self.epoch)), p.name, p.data)
+                )
+        else:
+            if kind == "reset":
+                self._send(rec, None, Reset("The server cannot resume this stream exactly."))
+            rec.held.clear()
+            rec.sent.clear()
+            rec.sent_bytes = 0
+            b.puts.clear()
+            b.dels.clear()
+        # Whatever happened since the last poke: bring the held rows to the subscriptions.
+        b.sync_to(d.sub for d in rec.desired.values())
+        for qid, d in rec.desired.items():
+            if not d.complete or kind != "resumed":
+                d.complete = True
+                b.complete[qid] = version
+        b.mutations[:0] = rec.pending_outcomes
+        rec.pending_outcomes = []
+
+    def _change_queries(
+        self,
+        cur: Any,
+        cmd: ChangeQueries,
+        builder: Callable[[ClientRecord], PokeBuilder],
+        events: dict[str, list[Event]],
+    ) -> None:
+        rec = self._record(cmd.client_id, cmd.user_id, cmd.schema_version)
+        attached = rec.outbox is not None
+        for qid in cmd.remove:
+            d = self._release(rec, qid)
+            if d is not None and attached and d.complete:
+                builder(rec).drop(d.sub.result)
+        scope = cmd.scope
+        for qid, query, ttl in cmd.add:
+            if qid in rec.desired:
+                rec.desired[qid].ttl = ttl
+                continue
+            key = (qid, scope)
+            sub = self.subs.get(key)
+            if sub is None:
+                try:
+                    sub = Subscription(key, query, self.schema, cmd.rules)
+                    sub.result = sub.run(cur)
+                except Exception as exc:  # a query DuckDB cannot run: report, keep serving
+                    log.warning("query %s failed: %s", qid, exc)
+                    if attached:
+                        events.setdefault(rec.client_id, []).append(
+                            QueryErrorEvent(
+                                qid,
+                                ErrorBody("invalid_query", "The server could not run this query."),
+                            )
+                        )
+                    continue
+                self.subs[key] = sub
+            sub.clients.add(rec.client_id)
+            d = Desired(sub, ttl)
+            rec.desired[qid] = d
+            if attached:
+                d.complete = True
+                builder(rec).hydrate(qid, sub.result)
+            else:
+                d.expires_at = (rec.detached_at or self.clock()) + self._ttl(d)
+
+    def _ttl(self, d: Desired) -> float:
+        return self.limits.default_ttl if d.ttl is None else d.ttl
+
+    def _expire(self, events: dict[str, list[Event]]) -> None:
+        now = self.clock()
+        for rec in list(self.records.values()):
+            if rec.outbox is not None or rec.detached_at is None:
+                continue
+            for qid, d in list(rec.desired.items()):
+                if d.expires_at is None:
+                    d.expires_at = rec.detached_at + self._ttl(d)
+                if d.expires_at <= now:
+                    self._release(rec, qid)
+            if not rec.desired and now - rec.detached_at > self.limits.record_ttl:
+                self.records.pop(rec.client_id, None)
+
+    # -- introspection for tests and benchmarks --------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "version": self.version,
+            "subscriptions": len(self.subs),
+            "clients": len(self.records),
+            "attached": sum(1 for r in self.records.values() if r.outbox is not None),
+            "steps": self.steps,
+        }

@@ -1,0 +1,365 @@
+"""The DuckDB source of truth: tables with a per-row version, the version counter, mutation
+outcomes, bulk loads and the change log.
+
+Layout: every schema table gets a ``_v BIGINT`` column (the version that last changed the row);
+``_qs_meta`` holds the current version; ``_qs_mutation`` the outcome of every processed
+mutation per (client id, mutation id), so a replay after a lost response or a server restart
+applies nothing twice. All writes run on the writer thread (``Database.write``), one
+transaction per batch, with multi-row statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from queryplanner import ColumnType, Schema, Table
+from queryplanner.protocol import Mutation, MutationResult
+from queryplanner.sql import create_table_sql
+
+from .changelog import Change, ChangeBatch, ChangeLog
+from .db import Database
+from .errors import BadRequest, MutationOrder
+from .mutations import VERSION_COLUMN, NetChange, RowKey, WriteCheck, keys_of, plan
+
+_SQL_TYPES = {
+    ColumnType.INTEGER: "BIGINT",
+    ColumnType.FLOAT: "DOUBLE",
+    ColumnType.TEXT: "VARCHAR",
+    ColumnType.BOOLEAN: "BOOLEAN",
+    ColumnType.TIMESTAMP: "TIMESTAMP",
+    ColumnType.JSON: "JSON",
+}
+_CHUNK = 500  # rows per multi-row statement (keeps the parameter count reasonable)
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class MutateOutcome:
+    version: int
+    last_mutation_id: int
+    results: tuple[MutationResult, ...]
+
+
+class Store:
+    def __init__(
+        self,
+        schema: Schema,
+        db: Database,
+        *,
+        log_versions: int = 10_000,
+        log_bytes: int = 64 << 20,
+        on_commit: Callable[[ChangeBatch], None] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.db = db
+        self.on_commit = on_commit
+        self._last_ids: dict[str, int] = {}
+        version = db.write_sync(self._setup)
+        self.log = ChangeLog(version, max_versions=log_versions, max_bytes=log_bytes)
+
+    @property
+    def version(self) -> int:
+        return self.log.version
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _setup(self) -> int:
+        cur = self.db.cursor()
+        for ddl in create_table_sql(self.schema, version_column=VERSION_COLUMN):
+            cur.execute(ddl)
+        for t in self.schema.tables:
+            have = {
+                r[0]
+                for r in cur.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [t.name]
+                ).fetchall()
+            }
+            # A database seeded without the version column (or by an older schema) is upgraded.
+            for c in t.columns:
+                if c.name not in have:
+                    cur.execute(
+                        f"ALTER TABLE {q(t.name)} ADD COLUMN {q(c.name)} {_SQL_TYPES[c.type]}"
+                    )
+            if VERSION_COLUMN not in have:
+                cur.execute(
+                    f"ALTER TABLE {q(t.name)} ADD COLUMN {VERSION_COLUMN} BIGINT NOT NULL DEFAULT 0"
+                )
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS _qs_meta (k VARCHAR PRIMARY KEY, v BIGINT NOT NULL)"
+        )
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS _qs_mutation (client_id VARCHAR NOT NULL, "
+            "id BIGINT NOT NULL, status VARCHAR NOT NULL, reason VARCHAR, version BIGINT, "
+            "PRIMARY KEY (client_id, id))"
+        )
+        cur.execute("INSERT OR IGNORE INTO _qs_meta VALUES ('version', 0)")
+        row = cur.execute("SELECT v FROM _qs_meta WHERE k = 'version'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def _commit(self, cur: duckdb.DuckDBPyConnection, batch: ChangeBatch) -> None:
+        cur.execute("UPDATE _qs_meta SET v = ? WHERE k = 'version'", [batch.version])
+        with self.log.lock:
+            cur.execute("COMMIT")
+            self.log.append(batch)
+        if self.on_commit is not None:
+            self.on_commit(batch)
+
+    # -- mutations -------------------------------------------------------------------------
+
+    def last_mutation_id(self, client_id: str) -> int:
+        """On the writer thread: the client's last processed mutation id (0 when none)."""
+        last = self._last_ids.get(client_id)
+        if last is None:
+            row = (
+                self.db.cursor()
+                .execute(
+                    "SELECT coalesce(max(id), 0) FROM _qs_mutation WHERE client_id = ?", [client_id]
+                )
+                .fetchone()
+            )
+            last = int(row[0]) if row else 0
+            self._last_ids[client_id] = last
+        return last
+
+    async def mutate(
+        self,
+        client_id: str,
+        mutations: Sequence[Mutation],
+        *,
+        known: Mapping[str, frozenset[str]] | None = None,
+        check: WriteCheck | None = None,
+    ) -> MutateOutcome:
+        return await self.db.write(self._mutate, client_id, mutations, known, check)
+
+    def _mutate(
+        self,
+        client_id: str,
+        mutations: Sequence[Mutation],
+        known: Mapping[str, frozenset[str]] | None,
+        check: WriteCheck | None,
+    ) -> MutateOutcome:
+        cur = self.db.cursor()
+        last = self.last_mutation_id(client_id)
+        fresh = [m for m in mutations if m.id > last]
+        replayed = self._recorded(cur, client_id, [m.id for m in mutations if m.id <= last])
+        if not fresh:
+            return MutateOutcome(self.version, last, replayed)
+        if fresh[0].id != last + 1:
+            raise MutationOrder(
+                f"Mutation id {fresh[0].id} from client {client_id!r} leaves a gap: the next "
+                f"expected id is {last + 1}.",
+                expected=last + 1,
+                lastMutationId=last,
+            )
+        version = self.version + 1
+        cur.execute("BEGIN")
+        try:
+            old = self._fetch(cur, keys_of(self.schema, fresh))
+            decided = plan(self.schema, fresh, old, known=known, check=check)
+            self._write(cur, decided.changes, version)
+            results = tuple(
+                MutationResult(r.id, r.status, r.reason, version if r.status == "applied" else None)
+                for r in decided.results
+            )
+            changes = tuple(Change(c.table, c.key, c.op, c.columns) for c in decided.changes)  # type: ignore[arg-type]
+        except duckdb.Error as exc:
+            # Our checks passed but DuckDB refused: reject the whole batch, still recorded.
+            cur.execute("ROLLBACK")
+            cur.execute("BEGIN")
+            reason = f"The database rejected the batch: {str(exc).splitlines()[0][:200]}"
+            results = tuple(MutationResult(m.id, "rejected", reason) for m in fresh)
+            changes = ()
+        self._record(cur, client_id, results, version)
+        self._commit(cur, ChangeBatch(version, changes, client_id, results))
+        self._last_ids[client_id] = fresh[-1].id
+        return MutateOutcome(version, fresh[-1].id, replayed + results)
+
+    def _recorded(
+        self, cur: duckdb.DuckDBPyConnection, client_id: str, ids: list[int]
+    ) -> tuple[MutationResult, ...]:
+        if not ids:
+            return ()
+        rows = cur.execute(
+            "SELECT id, status, reason, version FROM _qs_mutation WHERE client_id = ? "
+            "AND id BETWEEN ? AND ? ORDER BY id",
+            [client_id, min(ids), max(ids)],
+        ).fetchall()
+        return tuple(MutationResult(int(i), s, r, v) for i, s, r, v in rows)
+
+    def _record(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        client_id: str,
+        results: Sequence[MutationResult],
+        version: int,
+    ) -> None:
+        for chunk in _chunks(list(results)):
+            cur.execute(
+                "INSERT INTO _qs_mutation VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+                [v for r in chunk for v in (client_id, r.id, r.status, r.reason, r.version)],
+            )
+
+    def _fetch(
+        self, cur: duckdb.DuckDBPyConnection, keys: Mapping[str, set[tuple[Any, ...]]]
+    ) -> dict[RowKey, dict[str, Any]]:
+        out: dict[RowKey, dict[str, Any]] = {}
+        for tname, keyset in keys.items():
+            table = self.schema.table(tname)
+            names = [*table.column_names, VERSION_COLUMN]
+            pk = table.primary_key
+            idx = [names.index(k) for k in pk]
+            for chunk in _chunks(sorted(keyset, key=repr)):
+                sql = (
+                    f"SELECT {', '.join(q(n) for n in names)} FROM {q(tname)} WHERE "
+                    f"({', '.join(q(k) for k in pk)}) IN ("
+                    + ", ".join(["(" + ", ".join(["?"] * len(pk)) + ")"] * len(chunk))
+                    + ")"
+                )
+                for rec in cur.execute(sql, [v for key in chunk for v in key]).fetchall():
+                    row = dict(zip(names, rec, strict=True))
+                    _parse_json(table, row)
+                    out[(tname, tuple(rec[i] for i in idx))] = row
+        return out
+
+    def _write(
+        self, cur: duckdb.DuckDBPyConnection, changes: Sequence[NetChange], version: int
+    ) -> None:
+        groups: dict[tuple[str, str, tuple[str, ...]], list[NetChange]] = {}
+        for c in changes:
+            groups.setdefault((c.table, c.op, c.columns), []).append(c)
+        for (tname, op, columns), group in groups.items():
+            table = self.schema.table(tname)
+            pk = table.primary_key
+            for chunk in _chunks(group):
+                if op == "delete":
+                    self._multi(
+                        cur,
+                        table,
+                        "DELETE FROM {t} USING ({v}) v({c}) WHERE {on}",
+                        pk,
+                        [c.key for c in chunk],
+                    )
+                elif op == "insert":
+                    names = table.column_names
+                    rows = [_values(c, names) for c in chunk]
+                    cols = ", ".join(q(n) for n in names)
+                    ph = "(" + ", ".join(_cast(table, n) for n in names) + ", ?)"
+                    cur.execute(
+                        f"INSERT INTO {q(tname)} ({cols}, {VERSION_COLUMN}) VALUES "
+                        + ", ".join([ph] * len(rows)),
+                        _insert_params(table, names, rows, version),
+                    )
+                else:
+                    upd = (*pk, *(n for n in columns if n not in pk))
+                    sets = ", ".join(f"{q(n)} = v.{q(n)}" for n in columns)
+                    template = (
+                        "UPDATE {t} SET "
+                        + sets
+                        + f", {VERSION_COLUMN} = {int(version)} FROM ({{v}}) v({{c}}) WHERE {{on}}"
+                    )
+                    self._multi(cur, table, template, upd, [_values(c, upd) for c in chunk])
+
+    def _multi(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        table: Table,
+        template: str,
+        names: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        ph = "(" + ", ".join(_cast(table, n) for n in names) + ")"
+        on = " AND ".join(f"{q(table.name)}.{q(k)} = v.{q(k)}" for k in table.primary_key)
+        sql = template.format(
+            t=q(table.name),
+            v="VALUES " + ", ".join([ph] * len(rows)),
+            c=", ".join(q(n) for n in names),
+            on=on,
+        )
+        cur.execute(sql, [_param(table, n, v) for r in rows for n, v in zip(names, r, strict=True)])
+
+    # -- bulk load -------------------------------------------------------------------------
+
+    def bulk_load(self, table: str, source: pa.Table | str | Path) -> int:
+        """Insert (or replace by key) many rows from Arrow, Parquet or CSV as one version."""
+        return self.db.write_sync(self._bulk_load, table, source)
+
+    def _bulk_load(self, tname: str, source: pa.Table | str | Path) -> int:
+        if not self.schema.has_table(tname):
+            raise BadRequest(f"Unknown table {tname!r}.")
+        table = self.schema.table(tname)
+        cur = self.db.cursor()
+        cols = ", ".join(q(n) for n in table.column_names)
+        if isinstance(source, pa.Table):
+            cur.register("_qs_bulk", source)
+            src = "_qs_bulk"
+        else:
+            path = str(source)
+            reader = "read_parquet" if path.endswith(".parquet") else "read_csv_auto"
+            src = f"{reader}('{path.replace(chr(39), chr(39) * 2)}')"
+        version = self.version + 1
+        cur.execute("BEGIN")
+        try:
+            cur.execute(
+                f"INSERT OR REPLACE INTO {q(tname)} ({cols}, {VERSION_COLUMN}) "
+                f"SELECT {cols}, {int(version)} FROM {src}"
+            )
+        except duckdb.Error:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            if isinstance(source, pa.Table):
+                cur.unregister("_qs_bulk")
+        self._commit(cur, ChangeBatch(version, (Change(tname, None, "load"),)))
+        return version
+
+
+def _values(change: NetChange, names: Sequence[str]) -> tuple[Any, ...]:
+    assert change.row is not None
+    return tuple(change.row[n] for n in names)
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _cast(table: Table, name: str) -> str:
+    return f"?::{_SQL_TYPES[table.column(name).type]}"
+
+
+def _param(table: Table, name: str, value: Any) -> Any:
+    if value is not None and table.column(name).type is ColumnType.JSON:
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _insert_params(
+    table: Table, names: Sequence[str], rows: Sequence[tuple[Any, ...]], version: int
+) -> list[Any]:
+    out: list[Any] = []
+    for r in rows:
+        out.extend(_param(table, n, v) for n, v in zip(names, r, strict=True))
+        out.append(version)
+    return out
+
+
+def _parse_json(table: Table, row: dict[str, Any]) -> None:
+    for c in table.columns:
+        if c.type is ColumnType.JSON and isinstance(row.get(c.name), str):
+            row[c.name] = orjson.loads(row[c.name])
+
+
+def timestamp_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

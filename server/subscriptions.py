@@ -1,0 +1,183 @@
+"""Subscriptions (one per distinct (query, read-rule scope)) and THE seam for incremental
+maintenance.
+
+A subscription holds the current result of one query for one rule scope as a map from
+(table, primary key) to the wire row (with ``_v``): every row hydration sends, related
+children and junction rows included. Clients that desire the same query under the same rules
+share it, so a commit re-runs it once however many clients hold it.
+
+``Maintainer.changes`` is the one function that, given the committed change batches, yields
+the changes per subscription. ``RerunMaintainer`` re-runs every subscription whose tables were
+touched and diffs; the incremental engine replaces it without touching the transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import duckdb
+
+from queryplanner import Column, ColumnType, Condition, Exists, Query, Schema, Table
+from queryplanner.query import And, Not, Or
+from queryplanner.sql import RowSetSQL, compile_row_sets
+from queryplanner.wire import encode_row
+
+from .changelog import ChangeBatch, touched_tables
+from .mutations import VERSION_COLUMN
+
+RowKey = tuple[str, tuple[Any, ...]]
+WireRow = dict[str, Any]
+
+
+def internal_schema(schema: Schema) -> Schema:
+    """The schema with the ``_v`` column on every table, so compiled SQL selects it too."""
+    tables = [
+        Table(
+            t.name,
+            (*t.columns, Column(VERSION_COLUMN, ColumnType.INTEGER, nullable=False)),
+            t.primary_key,
+            t.relationships,
+            t.since,
+        )
+        for t in schema.tables
+    ]
+    return Schema(tuple(tables), schema.version, schema.min_client_version)
+
+
+@dataclass
+class SubDelta:
+    added: dict[RowKey, WireRow] = field(default_factory=dict)
+    changed: dict[RowKey, WireRow] = field(default_factory=dict)
+    removed: set[RowKey] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+class Subscription:
+    def __init__(
+        self, key: tuple[str, str], query: Query, schema: Schema, rules: Mapping[str, Condition]
+    ) -> None:
+        self.key = key
+        self.query = query
+        self.schema = schema
+        self.rules = rules
+        self.row_sets: list[RowSetSQL] = compile_row_sets(
+            query, internal_schema(schema), rules=rules
+        )
+        self.tables = dependencies(query, schema, rules) | {r.table for r in self.row_sets}
+        self.result: dict[RowKey, WireRow] = {}
+        self.clients: set[str] = set()
+
+    def run(self, cur: duckdb.DuckDBPyConnection) -> dict[RowKey, WireRow]:
+        out: dict[RowKey, WireRow] = {}
+        for rs in self.row_sets:
+            table = self.schema.table(rs.table)
+            pk = table.primary_key
+            rel = cur.execute(rs.sql, list(rs.params))
+            names = [d[0] for d in rel.description or ()]
+            for rec in rel.fetchall():
+                row = dict(zip(names, rec, strict=True))
+                wire = encode_row(table, row)
+                wire[VERSION_COLUMN] = row[VERSION_COLUMN]
+                out[(rs.table, tuple(row[k] for k in pk))] = wire
+        return out
+
+
+def diff(old: Mapping[RowKey, WireRow], new: Mapping[RowKey, WireRow]) -> SubDelta:
+    delta = SubDelta()
+    for k, row in new.items():
+        before = old.get(k)
+        if before is None:
+            delta.added[k] = row
+        elif before[VERSION_COLUMN] != row[VERSION_COLUMN]:
+            delta.changed[k] = row
+    delta.removed = {k for k in old if k not in new}
+    return delta
+
+
+def dependencies(query: Query, schema: Schema, rules: Mapping[str, Condition]) -> set[str]:
+    """Every table whose change may change the query's result (EXISTS and rules included)."""
+    out: set[str] = set()
+    _query_tables(query, schema, rules, out)
+    return out
+
+
+def _query_tables(
+    query: Query, schema: Schema, rules: Mapping[str, Condition], out: set[str]
+) -> None:
+    _table_tables(query.table, query.where, schema, rules, out)
+    table = schema.table(query.table)
+    for r in query.related:
+        rel = table.relationship(r.relationship)
+        if rel.through is not None:
+            _table_tables(rel.through.table, None, schema, rules, out)
+        _query_tables(r.query, schema, rules, out)
+
+
+def _table_tables(
+    name: str,
+    where: Condition | None,
+    schema: Schema,
+    rules: Mapping[str, Condition],
+    out: set[str],
+) -> None:
+    first = name not in out
+    out.add(name)
+    if where is not None:
+        _cond_tables(where, name, schema, rules, out)
+    rule = rules.get(name)
+    if first and rule is not None:
+        _cond_tables(rule, name, schema, rules, out)
+
+
+def _cond_tables(
+    cond: Condition, table: str, schema: Schema, rules: Mapping[str, Condition], out: set[str]
+) -> None:
+    if isinstance(cond, And | Or):
+        for t in cond.terms:
+            _cond_tables(t, table, schema, rules, out)
+    elif isinstance(cond, Not):
+        _cond_tables(cond.term, table, schema, rules, out)
+    elif isinstance(cond, Exists):
+        rel = schema.table(table).relationship(cond.relationship)
+        if rel.through is not None:
+            _table_tables(rel.through.table, None, schema, rules, out)
+        _table_tables(rel.target, cond.where, schema, rules, out)
+
+
+class Maintainer(Protocol):
+    def changes(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        batches: Sequence[ChangeBatch] | None,
+        subscriptions: Iterable[Subscription],
+    ) -> Iterator[tuple[Subscription, SubDelta]]:
+        """Bring each subscription to the snapshot of ``cur`` and yield the non-empty deltas.
+
+        ``batches`` are the committed batches since the subscriptions' version, or None when
+        unknown (the change log no longer reaches back): then every subscription is stale.
+        """
+        ...
+
+
+class RerunMaintainer:
+    """Re-runs every subscription that reads a touched table, and diffs."""
+
+    def changes(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        batches: Sequence[ChangeBatch] | None,
+        subscriptions: Iterable[Subscription],
+    ) -> Iterator[tuple[Subscription, SubDelta]]:
+        touched = None if batches is None else touched_tables(batches)
+        for sub in subscriptions:
+            if touched is not None and not (sub.tables & touched):
+                continue
+            new = sub.run(cur)
+            delta = diff(sub.result, new)
+            sub.result = new
+            if delta:
+                yield sub, delta
