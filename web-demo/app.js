@@ -164,7 +164,7 @@ function renderDetail(comments) {
       el("span", {}, "Created"), el("span", {}, `${issue.created.slice(0, 16).replace("T", " ")} by ${lookups.user.get(issue.creator_id)?.name ?? "?"}`)),
     el("textarea", { "data-field": "description", onchange: (e) => update(issue.id, { description: e.target.value }) }, issue.description ?? ""),
     el("h2", {}, `Comments (${comments.length})`),
-    comments.map((c) => el("div", { class: "comment" }, el("div", { class: "meta" }, `${lookups.user.get(c.creator_id)?.name ?? "?"} · ${c.created.slice(0, 16).replace("T", " ")}`), c.body)),
+    ...comments.map((c) => el("div", { class: "comment" }, el("div", { class: "meta" }, `${lookups.user.get(c.creator_id)?.name ?? "?"} · ${c.created.slice(0, 16).replace("T", " ")}`), c.body)),
     el("form", { onsubmit: (e) => {
       e.preventDefault();
       const body = e.target.elements.body.value.trim();

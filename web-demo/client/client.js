@@ -184,13 +184,16 @@ export class Client {
     this.outbox = this.outbox.filter((m) => m.id > last || (m.version && m.version > this.store.version));
     for (const m of this.outbox) if (m.id <= last) m.sent = true;
     this.store.setPending(this.outbox);
+    // Declare every desired query again (some may have been added while connecting).
+    const desired = this.desired();
+    if (desired.length) this.post("/queries", { add: desired, remove: [] }).catch(() => {});
     this.flush();
     this.changed();
   }
 
   onPoke(poke, id) {
     const touched = this.store.applyPoke(poke);
-    if (id) this.lastEventId = Number(id);
+    if (id) this.lastEventId = id; // opaque: the server's resume token
     if (Object.keys(poke.complete ?? {}).length) this.generation++;
     for (const outcome of poke.mutations ?? []) this.settle({ ...outcome, version: poke.version });
     this.outbox = this.outbox.filter((m) => !(m.version && m.version <= this.store.version));
