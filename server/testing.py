@@ -12,6 +12,7 @@ database file can be opened again (a restart).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import contextlib
 import socket
 import threading
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from queryplanner import Schema
+from queryplanner import Schema, parse_query, query_id
 
 from .app import SyncServer, create_app
 
@@ -99,3 +101,218 @@ def run_server(
     """Start ``create_app(schema, db_path=..., **opts)`` on 127.0.0.1; yield its base URL."""
     with serve_app(create_app(schema, db_path=str(db_path), **opts), port=port) as running:
         yield running.url
+
+
+@dataclass
+class Received:
+    name: str
+    id: str
+    data: dict[str, Any]
+
+
+class StreamReader:
+    """Reads ``GET /sync`` in a thread with httpx-sse; ``close()`` drops the connection.
+
+    ``state`` is the client's row state built by applying the pokes (table -> key -> row),
+    ``last_id`` the last poke id, for reconnecting with ``Last-Event-ID``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        schema_version: int = 1,
+        last_event_id: str | None = None,
+        token: str | None = None,
+        state: dict[str, dict[tuple[Any, ...], dict[str, Any]]] | None = None,
+        keys: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        import httpx
+
+        self.events: list[Received] = []
+        self.state = state if state is not None else {}
+        self.keys = keys or {}
+        self.last_id = last_event_id
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(30, connect=5))
+        self._params = {"clientId": client_id, "schemaVersion": str(schema_version)}
+        self._headers = headers
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import httpx
+        import orjson
+        from httpx_sse import connect_sse
+
+        try:
+            with connect_sse(
+                self._client, "GET", "/sync", params=self._params, headers=self._headers
+            ) as es:
+                self.status = es.response.status_code
+                stream = es.response.extensions.get("network_stream")
+                self._socket = stream.get_extra_info("socket") if stream is not None else None
+                if es.response.status_code != 200:
+                    es.response.read()
+                    self.error_body = orjson.loads(es.response.content)
+                    return
+                for sse in es.iter_sse():
+                    if self._stop.is_set():
+                        return
+                    ev = Received(sse.event, sse.id, orjson.loads(sse.data) if sse.data else {})
+                    with self._cond:
+                        self._apply(ev)
+                        self.events.append(ev)
+                        self._cond.notify_all()
+        except (httpx.HTTPError, RuntimeError):
+            pass  # closed by us or by the server
+        finally:
+            with self._cond:
+                self.ended = True
+                self._cond.notify_all()
+
+    ended = False
+    _socket: socket.socket | None = None
+    status = 0
+    error_body: Any = None
+
+    def _apply(self, ev: Received) -> None:
+        if ev.name == "reset":
+            self.state.clear()
+        elif ev.name == "poke":
+            for table, rows in ev.data["put"].items():
+                pk = self.keys.get(table, ("id",))
+                for row in rows:
+                    self.state.setdefault(table, {})[tuple(row[k] for k in pk)] = row
+            for table, keys in ev.data["del"].items():
+                for key in keys:
+                    self.state.get(table, {}).pop(tuple(key), None)
+            self.last_id = ev.id
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[Received]:
+        """Wait until ``predicate(events)`` is true; raise TimeoutError naming what arrived."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.events):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = [e.name for e in self.events]
+                    raise TimeoutError(f"Condition not met in {timeout}s; events: {names}")
+                self._cond.wait(left)
+            return list(self.events)
+
+    def wait_version(self, version: int, timeout: float = 10.0) -> None:
+        self.wait_for(
+            lambda evs: any(e.name == "poke" and e.data["version"] >= version for e in evs),
+            timeout,
+        )
+
+    def close(self) -> None:
+        """Drop the connection (as a network failure would) and stop reading."""
+        self._stop.set()
+        sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=10)
+        self._client.close()
+        self._thread.join(timeout=10)
+
+
+# -- helpers for tests against the demo schema ----------------------------------------------
+
+SECRET = "test-secret-0123456789abcdef-0123456789"
+T0 = "2026-01-01T00:00:00"
+
+
+def issue(i: int, **over: Any) -> dict[str, Any]:
+    row = {
+        "id": i,
+        "project_id": 1,
+        "title": f"issue {i}",
+        "description": None,
+        "status": "open",
+        "priority": i % 4,
+        "assignee_id": None,
+        "creator_id": 1,
+        "visibility": "public",
+        "estimate": None,
+        "sort_order": float(i),
+        "created": T0,
+        "modified": T0,
+    }
+    row.update(over)
+    return row
+
+
+def seed_mutations(n_issues: int = 6) -> list[dict[str, Any]]:
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("user", {"id": 1, "name": "ann", "email": None}),
+        ("user", {"id": 2, "name": "bob", "email": None}),
+        ("team", {"id": 1, "key": "ENG", "name": "Engineering"}),
+        ("project", {"id": 1, "team_id": 1, "name": "sync"}),
+        ("label", {"id": 1, "name": "bug", "color": "red"}),
+    ]
+    rows += [("issue", issue(i)) for i in range(1, n_issues + 1)]
+    rows += [
+        ("comment", {"id": 1, "issue_id": 1, "creator_id": 2, "body": "first", "created": T0}),
+        ("issue_label", {"issue_id": 1, "label_id": 1}),
+    ]
+    return [{"id": k + 1, "op": "insert", "table": t, "row": r} for k, (t, r) in enumerate(rows)]
+
+
+class Api:
+    """A small synchronous client for the JSON endpoints."""
+
+    def __init__(self, url: str, client_id: str = "seed-client", token: str | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url, timeout=20, headers=headers)
+        self.client_id = client_id
+        self.next_id = 1
+
+    def mutate(self, *muts: dict[str, Any], schema_version: int = 1) -> dict[str, Any]:
+        batch = []
+        for m in muts:
+            batch.append({**m, "id": self.next_id})
+            self.next_id += 1
+        r = self.http.post(
+            "/mutate",
+            json={"clientId": self.client_id, "schemaVersion": schema_version, "mutations": batch},
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def add_query(self, schema: Schema, doc: dict[str, Any], client_id: str | None = None) -> str:
+        qid = query_id(parse_query(doc, schema))
+        r = self.http.post(
+            "/queries",
+            json={
+                "clientId": client_id or self.client_id,
+                "schemaVersion": 1,
+                "add": [{"id": qid, "query": doc}],
+            },
+        )
+        assert r.status_code == 200 and r.json()["accepted"] == [qid], r.text
+        return qid
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def db_rows(running: RunningServer, sql: str, params: list[Any] | None = None) -> list[Any]:
+    """Read DuckDB directly (the oracle) through the server's reader cursor."""
+    srv = running.sync
+
+    def read() -> list[Any]:
+        return srv.db.cursor().execute(sql, params or []).fetchall()
+
+    return srv.db._readers.submit(read).result(timeout=10)
+
+
+def iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
