@@ -79,9 +79,16 @@ def _add_token(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(run=_token)
 
 
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .demo.command import add_subcommand  # the demo's own module owns its arguments
+
+    add_subcommand(sub)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_serve,
     _add_token,
+    _add_demo,
 ]
 
 

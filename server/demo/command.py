@@ -66,6 +66,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Registers ``querysync demo`` (``server/cli.py`` calls this through its ``COMMANDS``)."""
+    p = sub.add_parser("demo", help="seed the demo database and serve the Linear-style app",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_demo_arguments(p)
+    p.set_defaults(run=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="querysync demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
