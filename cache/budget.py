@@ -59,6 +59,7 @@ class Budget:
         self._clock = clock
         self._sizes: dict[RowId, int] = {}
         self._refs: dict[RowId, int] = {}
+        self._orphans: set[RowId] = set()  # held rows no query holds: GC without a full scan
         self._queries: dict[str, _Entry] = {}
         self._lru: LRUCache[str, None] = LRUCache(maxsize=math.inf)
         self._deadlines: dict[str, float] = {}
@@ -72,11 +73,14 @@ class Budget:
         for rid, size in sizes.items():
             self.bytes_held += size - self._sizes.get(rid, 0)
             self._sizes[rid] = size
+            if rid not in self._refs:
+                self._orphans.add(rid)
 
     def drop_rows(self, ids: Iterable[RowId]) -> None:
         """Rows deleted from the store."""
         for rid in ids:
             size = self._sizes.pop(rid, None)
+            self._orphans.discard(rid)
             if size is not None:
                 self.bytes_held -= size
 
@@ -95,7 +99,7 @@ class Budget:
     def unreferenced(self, protect: Iterable[RowId] = ()) -> list[RowId]:
         """Rows held that no query holds (and not in ``protect``): garbage to delete."""
         keep = set(protect)
-        return [rid for rid in self._sizes if rid not in self._refs and rid not in keep]
+        return [rid for rid in self._orphans if rid not in keep]
 
     # -- queries -------------------------------------------------------------------------
 
@@ -169,6 +173,7 @@ class Budget:
             self._decref(rid)
         for rid in new - entry.members:
             self._refs[rid] = self._refs.get(rid, 0) + 1
+            self._orphans.discard(rid)
         entry.members = new
 
     def _decref(self, rid: RowId) -> None:
@@ -177,6 +182,8 @@ class Budget:
             self._refs[rid] = n
         else:
             del self._refs[rid]
+            if rid in self._sizes:
+                self._orphans.add(rid)
 
     def remove_query(self, qid: str) -> list[RowId]:
         """Forget a query; returns the held rows no query holds any more (delete them)."""

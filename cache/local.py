@@ -145,8 +145,10 @@ class LocalState:
         out: set[RowId] = set()
         for rs in compile_row_sets(query, self.schema):
             pk = self.schema.table(rs.table).primary_key
-            for r in self.store.select(rs.sql, rs.params):
-                out.add((rs.table, tuple(r[k] for k in pk)))
+            # Only the key columns: the membership of a large result is read on every poke.
+            cols = ", ".join(f'm."{k}"' for k in pk)
+            cur = self.store.con.execute(f"SELECT {cols} FROM ({rs.sql}) AS m", list(rs.params))
+            out.update((rs.table, tuple(r)) for r in cur.fetchall())
         return out
 
     def row_id(self, table: Table, wire_key: Sequence[Any]) -> RowId:
