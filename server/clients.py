@@ -81,6 +81,7 @@ class PokeBuilder:
         self.dels: set[RowKey] = set()
         self.complete: dict[str, int] = {}
         self.mutations: list[MutationResult] = []
+        self.force = False  # send even an empty poke (a new stream's first cursor)
 
     def _inc(self, k: RowKey, row: WireRow) -> None:
         held = self.rec.held.get(k)
@@ -144,7 +145,7 @@ class PokeBuilder:
             self.rec.held[k] = [n, row[VERSION_COLUMN]]
 
     def poke(self, schema: Schema) -> Poke | None:
-        if not (self.puts or self.dels or self.complete or self.mutations):
+        if not (self.puts or self.dels or self.complete or self.mutations or self.force):
             return None
         known = schema.as_of(self.rec.schema_version)
         put: dict[str, list[WireRow]] = {}

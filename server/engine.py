@@ -335,6 +335,7 @@ class SyncEngine:
         # Sent at once (not at the end of the step): it must precede the replayed pokes.
         self._send(rec, None, hello)
         b = builder(rec)
+        b.force = True
         if kind == "resumed":
             assert replay is not None
             for p in replay:

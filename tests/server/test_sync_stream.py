@@ -42,7 +42,8 @@ def test_hydration_equals_duckdb(server: RunningServer, demo_schema: Schema) -> 
         assert sorted(reader.state.get("comment", {})) == sorted(comments)
         junction = db_rows(
             server,
-            f"SELECT issue_id, label_id FROM issue_label WHERE issue_id IN ({','.join('?' * len(ids))})",
+            "SELECT issue_id, label_id FROM issue_label WHERE issue_id IN "
+            f"({','.join('?' * len(ids))})",
             ids,
         )
         assert sorted(reader.state.get("issue_label", {})) == sorted(junction)
