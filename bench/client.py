@@ -27,13 +27,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _harness import Metric, percentile, report, time_each  # noqa: E402
+from _harness import Metric, percentile, report, time_each
 
-from cache.budget import Budget  # noqa: E402
-from cache.local import LocalState  # noqa: E402
-from cache.store import LocalStore  # noqa: E402
-from queryplanner import Schema, bind, col, table  # noqa: E402
-from queryplanner.protocol import parse_event  # noqa: E402
+from cache.budget import Budget
+from cache.local import LocalState
+from cache.store import LocalStore
+from queryplanner import Schema, bind, col, table
+from queryplanner.protocol import parse_event
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Schema.load(ROOT / "server" / "demo" / "schema.json")

@@ -28,10 +28,19 @@ N_ROWS = 60
 
 def _issue(i: int, project: int, status: str, text: int) -> dict[str, object]:
     return {
-        "id": i, "project_id": project, "title": f"issue {i}", "description": "x" * text,
-        "status": status, "priority": i % 4, "assignee_id": None, "creator_id": 1,
-        "visibility": "public", "estimate": None, "sort_order": float(i),
-        "created": "2024-01-01T00:00:00", "modified": f"2024-01-02T00:{i // 60:02d}:{i % 60:02d}",
+        "id": i,
+        "project_id": project,
+        "title": f"issue {i}",
+        "description": "x" * text,
+        "status": status,
+        "priority": i % 4,
+        "assignee_id": None,
+        "creator_id": 1,
+        "visibility": "public",
+        "estimate": None,
+        "sort_order": float(i),
+        "created": "2024-01-01T00:00:00",
+        "modified": f"2024-01-02T00:{i // 60:02d}:{i % 60:02d}",
     }
 
 
@@ -39,10 +48,17 @@ def _queries() -> list[Query]:
     out = []
     for p in range(3):
         out.append(table("issue").where(col("project_id") == p).build())
-        out.append(table("issue").where(col("project_id") == p).order_by("modified").limit(5).build())
+        out.append(
+            table("issue").where(col("project_id") == p).order_by("modified").limit(5).build()
+        )
     out.append(table("issue").where(col("status") == "todo").build())
-    out.append(table("issue").where(col("priority") >= 2).order_by("sort_order", desc=True).limit(8)
-               .build())
+    out.append(
+        table("issue")
+        .where(col("priority") >= 2)
+        .order_by("sort_order", desc=True)
+        .limit(8)
+        .build()
+    )
     return [bind(q, SCHEMA) for q in out]
 
 
@@ -66,8 +82,10 @@ def test_make_room_is_lru_and_counts_shared_rows_once() -> None:
 
 
 class BudgetMachine(RuleBasedStateMachine):
-    @initialize(sizes=st.lists(st.integers(0, 400), min_size=N_ROWS, max_size=N_ROWS),
-                budget=st.integers(1500, 12000))
+    @initialize(
+        sizes=st.lists(st.integers(0, 400), min_size=N_ROWS, max_size=N_ROWS),
+        budget=st.integers(1500, 12000),
+    )
     def setup(self, sizes: list[int], budget: int) -> None:
         self.source = duckdb.connect()
         for stmt in create_table_sql(SCHEMA, version_column="_v"):
@@ -106,8 +124,9 @@ class BudgetMachine(RuleBasedStateMachine):
         puts = [{**r, "_v": self.version} for k, r in want.items() if self.sent.get(k) != r]
         dels = [list(k) for k in self.sent if k not in want]
         self.sent = want
-        poke = Poke(self.version, {"issue": puts}, {"issue": dels},
-                    {q: self.version for q in complete})
+        poke = Poke(
+            self.version, {"issue": puts}, {"issue": dels}, {q: self.version for q in complete}
+        )
         out = self.local.apply_poke(poke, f"{self.version}.1.t")
         for qid in out.evicted:
             assert qid not in self.active, "an active query was evicted"
@@ -144,8 +163,12 @@ class BudgetMachine(RuleBasedStateMachine):
         self.budget.unpin(q.id)
         self.lru.append(q.id)
 
-    @rule(row=st.integers(0, N_ROWS - 1), project=st.integers(0, 2),
-          status=st.sampled_from(["todo", "done"]), text=st.integers(0, 600))
+    @rule(
+        row=st.integers(0, N_ROWS - 1),
+        project=st.integers(0, 2),
+        status=st.sampled_from(["todo", "done"]),
+        text=st.integers(0, 600),
+    )
     def write(self, row: int, project: int, status: str, text: int) -> None:
         self.source.execute(
             "UPDATE issue SET project_id = ?, status = ?, description = ? WHERE id = ?",
@@ -177,7 +200,5 @@ class BudgetMachine(RuleBasedStateMachine):
         assert self.local.store.count("issue") == sum(1 for _ in self.budget.rows())
 
 
-BudgetMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=20, deadline=None
-)
+BudgetMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
 TestBudgetMachine = BudgetMachine.TestCase
