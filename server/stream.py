@@ -33,7 +33,8 @@ class Outbox:
         if self.closed:
             return
         size = len(item[2])
-        if self.bytes + size > self.limit:
+        # One event larger than the limit still goes out when nothing waits (a big hydration).
+        if self._items and self.bytes + size > self.limit:
             self.close(
                 ErrorEvent(
                     "slow_consumer",

@@ -12,8 +12,8 @@ database file can be opened again (a restart).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import contextlib
+import datetime as dt
 import socket
 import threading
 import time
@@ -64,6 +64,7 @@ def serve_app(
 
     def run() -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         server._qs_loop = loop  # type: ignore[attr-defined]
         try:
             loop.run_until_complete(server.serve(sockets=[sock]))
@@ -71,7 +72,8 @@ def serve_app(
             pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             loop.close()
 
