@@ -164,7 +164,8 @@ def test_slow_consumer_is_cut_off_with_bounded_memory(demo_schema: Schema) -> No
         host, port = server.url.removeprefix("http://").split(":")
         sock.connect((host, int(port)))
         sock.sendall(
-            f"GET /sync?clientId=client-slow-01&schemaVersion=1 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+            b"GET /sync?clientId=client-slow-01&schemaVersion=1 HTTP/1.1\r\n"
+            + f"Host: {host}\r\n\r\n".encode()
         )
         engine = server.sync.engine
         big = "x" * 20_000
