@@ -373,10 +373,9 @@ class LocalState:
         if op in ("insert", "upsert"):
             row = {c: body["row"].get(c) for c in t.column_names}
             key = self.row_id(t, [row[k] for k in t.primary_key])
-            current = self._current(t, key)
-            if op == "insert" and current is not None:
-                return  # the server will reject it; nothing to show meanwhile
-            self._remember(key, current)
+            # An insert of a key already held is shown too (the app asked for it); the server
+            # rejects it and the rollback restores the held row from the shadow.
+            self._remember(key, self._current(t, key))
             self.store.put_rows(t.name, [{**row, VERSION_COLUMN: 0}])
             return
         wire_key = body["key"]

@@ -1,0 +1,66 @@
+"""The client against a real sync server on 127.0.0.1 (server.testing.run_server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cache import ConnectionState
+from queryplanner import Schema, col, table
+from server.testing import run_server
+
+from ._live import Recorder, client_for, ids, run, seed, until
+
+
+def test_covered_query_answered_and_kept_live_with_the_server_stopped(
+    demo_schema: Schema, tmp_path: Path
+) -> None:
+    """A query covered by a complete one is answered from the store with no server at all."""
+    proj = table("issue").where(col("project_id") == 1).build()
+    sub = table("issue").where(col("project_id") == 1, col("priority") >= 2).order_by(
+        "sort_order", desc=True).limit(2).build()
+
+    async def body() -> None:
+        with run_server(demo_schema, tmp_path / "db.duckdb", anonymous=True) as url:
+            seed(url).close()
+            client = client_for(url, demo_schema)
+            await client.start()
+            whole = Recorder(client.subscribe(proj))
+            snap = await whole.complete()
+            assert sorted(ids(snap)) == [1, 2, 3, 4, 5, 6]
+        # The server is gone (its block closed every stream and stopped uvicorn).
+        await until(lambda: client.connection_state.value is not ConnectionState.ONLINE,
+                    "the client to notice the server stopped")
+        assert client.explain(sub).startswith("Answered locally")
+        local = Recorder(client.subscribe(sub))
+        first = local.last  # emitted at once, synchronously
+        assert first.complete and first.source == "local"
+        assert ids(first) == [6, 3]  # priority = id % 4 >= 2, sort_order desc
+        # Kept live locally: an offline write reaches the covered query at once.
+        client.update("issue", [6], {"priority": 0})
+        snap = await local.matching(lambda s: ids(s) == [3, 2], "the offline write")
+        assert snap.complete and snap.source == "local"
+        assert snap.changes.added == ((2,),) and snap.changes.removed == ((6,),)
+        await client.close()
+
+    run(body)
+
+
+def test_sync_query_hydrates_and_follows_live_changes(demo_schema: Schema) -> None:
+    q = table("issue").where(col("status") == "open").order_by("id").build()
+
+    async def body() -> None:
+        with run_server(demo_schema, anonymous=True) as url:
+            api = seed(url)
+            client = client_for(url, demo_schema)
+            await client.start()
+            rec = Recorder(client.subscribe(q))
+            assert rec.snaps and not rec.snaps[0].complete  # the local partial answer first
+            snap = await rec.complete()
+            assert ids(snap) == [1, 2, 3, 4, 5, 6] and snap.source == "local"
+            api.mutate({"op": "update", "table": "issue", "key": [2], "set": {"status": "done"}})
+            snap = await rec.matching(lambda s: ids(s) == [1, 3, 4, 5, 6], "the live change")
+            assert snap.changes.removed == ((2,),)
+            await client.close()
+            api.close()
+
+    run(body)

@@ -1,0 +1,127 @@
+"""Optimistic writes, rollback on rejection, and the persisted outbox, against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cache import MutationRejected
+from queryplanner import Schema, col, table
+from server import create_app
+from server.testing import db_rows, issue, serve_app
+
+from ._live import Recorder, client_for, ids, online, run, seed, until
+
+OPEN = table("issue").where(col("status") == "open").order_by("id").build()
+
+
+def test_optimistic_write_is_visible_before_the_ack_and_settles(demo_schema: Schema) -> None:
+    async def body() -> None:
+        app = create_app(demo_schema, anonymous=True)
+        with serve_app(app) as srv:
+            seed(srv.url).close()
+            client = client_for(srv.url, demo_schema)
+            await client.start()
+            rec = Recorder(client.subscribe(OPEN))
+            await rec.complete()
+            fut = client.update("issue", [1], {"status": "done"})
+            # Visible at once: before this coroutine yields, so before any answer can arrive.
+            assert ids(rec.last) == [2, 3, 4, 5, 6] and not fut.done()
+            result = await asyncio.wait_for(fut, 10)
+            assert result.status == "applied"
+            await until(lambda: client.local.pending == [], "the pending layer to settle")
+            assert ids(rec.last) == [2, 3, 4, 5, 6]
+            assert db_rows(srv, "SELECT status FROM issue WHERE id = 1") == [("done",)]
+            await client.close()
+
+    run(body)
+
+
+def test_rejected_write_is_rolled_back(demo_schema: Schema) -> None:
+    async def body() -> None:
+        app = create_app(demo_schema, anonymous=True)
+        with serve_app(app) as srv:
+            seed(srv.url).close()
+            client = client_for(srv.url, demo_schema)
+            await client.start()
+            rec = Recorder(client.subscribe(OPEN))
+            before = (await rec.complete()).rows
+            fut = client.update("issue", [2], {"status": "done"}, if_version=999)  # not the row's version
+            assert ids(rec.last) == [1, 3, 4, 5, 6]
+            with pytest.raises(MutationRejected) as info:
+                await asyncio.wait_for(fut, 10)
+            assert "version" in info.value.reason
+            snap = await rec.matching(lambda s: s.rows == before, "the rollback")
+            assert snap.changes.added == ((2,),)
+            assert db_rows(srv, "SELECT status FROM issue WHERE id = 2") == [("open",)]
+            await client.close()
+
+    run(body)
+
+
+def test_optimistic_insert_of_an_existing_key_is_shown_then_rolled_back(
+    demo_schema: Schema,
+) -> None:
+    """Regression: an optimistic insert whose key was already held was silently not shown."""
+
+    async def body() -> None:
+        app = create_app(demo_schema, anonymous=True)
+        with serve_app(app) as srv:
+            seed(srv.url).close()
+            client = client_for(srv.url, demo_schema)
+            await client.start()
+            rec = Recorder(client.subscribe(OPEN))
+            before = (await rec.complete()).rows
+            fut = client.insert("issue", issue(3, title="clash"))
+            assert [r["title"] for r in rec.last.rows if r["id"] == 3] == ["clash"]
+            with pytest.raises(MutationRejected):
+                await asyncio.wait_for(fut, 10)
+            await rec.matching(lambda s: s.rows == before, "the rollback of the insert")
+            await client.close()
+
+    run(body)
+
+
+def test_outbox_survives_a_restart_and_applies_exactly_once(
+    demo_schema: Schema, tmp_path: Path
+) -> None:
+    store = str(tmp_path / "client.duckdb")
+    dead = "http://127.0.0.1:9"  # nothing listens: the client stays offline
+
+    async def body() -> None:
+        offline = client_for(dead, demo_schema, path=store)
+        await offline.start()
+        offline.insert("issue", issue(100, title="written offline"))
+        offline.update("issue", [100], {"title": "edited offline"})
+        await offline.close()
+
+        app = create_app(demo_schema, db_path=str(tmp_path / "server.duckdb"), anonymous=True)
+        with serve_app(app) as srv:
+            seed(srv.url).close()
+            client = client_for(srv.url, demo_schema, path=store)
+            assert [m["id"] for m in client.store.outbox()] == [1, 2]
+            rec = Recorder(client.subscribe(table("issue").where(col("id") == 100).build()))
+            assert [r["title"] for r in rec.last.rows] == ["edited offline"]  # still pending
+            await client.start()
+            await until(lambda: client.store.outbox() == [], "the outbox to drain")
+            await rec.matching(lambda s: s.complete and s.rows[0]["title"] == "edited offline",
+                               "the server's row")
+            await client.close()
+            # A second restart sends nothing again (the server would reject a second insert).
+            again = client_for(srv.url, demo_schema, path=store)
+            await again.start()
+            await online(again)
+            assert again.store.outbox() == [] and again.local.pending == []
+            await again.close()
+            assert db_rows(srv, "SELECT title FROM issue WHERE id = 100") == [
+                ("edited offline",)
+            ]
+            assert db_rows(
+                srv,
+                "SELECT count(*) FROM _qs_mutation WHERE client_id = ?",
+                [client.client_id],
+            ) == [(2,)]
+
+    run(body)
