@@ -251,17 +251,22 @@ def decide(
     if rows is not None:
         # Windows that hold fewer rows than their limit are all of their condition.
         for c, c_cubes in windows:
-            cq = c.query
-            limit = cq.limit
-            if cq.start is None and limit is not None and rows.count_matching(
-                c, Query(table)
-            ) < limit:
+            size = _window_size(c, rows)
+            if c.query.start is None and size is not None and size < (c.query.limit or 0):
                 pool.append((c, c_cubes))
         by = _union(q_cubes, pool, d)
         if by is not None:
             return Coverage(True, by, "its condition implies the union of complete queries "
                                       "(windows holding fewer rows than their limit)")
     return Coverage(False, (), "the overlapping complete queries do not hold all of its rows")
+
+
+def _window_size(c: CompleteQuery, rows: CachedRows | None) -> int | None:
+    """How many rows the store holds for window ``c`` (None: it cannot tell)."""
+    if rows is None or _has_exists(c.query.where):
+        # A store cannot pick out the rows of a window whose EXISTS it cannot evaluate.
+        return None
+    return rows.count_matching(c, Query(c.query.table))
 
 
 def _window_covers(
@@ -277,12 +282,12 @@ def _window_covers(
         return "its rows all lie after the start of a complete query with that start"
     if _same_window_prefix(cq, q, schema, q.table):
         return f"it is the first {q.limit} of the same {cq.limit} rows"
-    if rows is None:
+    size = _window_size(c, rows)
+    if size is None:
         return None
-    size = rows.count_matching(c, Query(q.table))
     if size < cq.limit:
         return f"the window holds all {size} rows of its condition (limit {cq.limit})"
-    if q.limit is not None and rows.count_matching(c, q) >= q.limit:
+    if q.limit is not None and rows is not None and rows.count_matching(c, q) >= q.limit:
         return f"at least {q.limit} of the window's {size} rows match in the same order"
     return None
 
