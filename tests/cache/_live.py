@@ -55,12 +55,14 @@ class Recorder:
         return self.snaps[-1]
 
     async def complete(self, timeout: float = WAIT) -> Snapshot:
-        await until(lambda: bool(self.snaps) and self.snaps[-1].complete, "a complete snapshot",
-                    timeout)
+        await until(
+            lambda: bool(self.snaps) and self.snaps[-1].complete, "a complete snapshot", timeout
+        )
         return self.last
 
-    async def matching(self, cond: Callable[[Snapshot], bool], what: str,
-                       timeout: float = WAIT) -> Snapshot:
+    async def matching(
+        self, cond: Callable[[Snapshot], bool], what: str, timeout: float = WAIT
+    ) -> Snapshot:
         await until(lambda: bool(self.snaps) and cond(self.snaps[-1]), what, timeout)
         return self.last
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from cache import ConnectionState
 from queryplanner import Schema, col, table
-from server.testing import run_server
+from server.testing import Api, issue, run_server
 
-from ._live import Recorder, client_for, ids, run, seed, until
+from ._live import Recorder, client_for, ids, online, run, seed, until
 
 
 def test_covered_query_answered_and_kept_live_with_the_server_stopped(
@@ -16,8 +16,13 @@ def test_covered_query_answered_and_kept_live_with_the_server_stopped(
 ) -> None:
     """A query covered by a complete one is answered from the store with no server at all."""
     proj = table("issue").where(col("project_id") == 1).build()
-    sub = table("issue").where(col("project_id") == 1, col("priority") >= 2).order_by(
-        "sort_order", desc=True).limit(2).build()
+    sub = (
+        table("issue")
+        .where(col("project_id") == 1, col("priority") >= 2)
+        .order_by("sort_order", desc=True)
+        .limit(2)
+        .build()
+    )
 
     async def body() -> None:
         with run_server(demo_schema, tmp_path / "db.duckdb", anonymous=True) as url:
@@ -28,8 +33,10 @@ def test_covered_query_answered_and_kept_live_with_the_server_stopped(
             snap = await whole.complete()
             assert sorted(ids(snap)) == [1, 2, 3, 4, 5, 6]
         # The server is gone (its block closed every stream and stopped uvicorn).
-        await until(lambda: client.connection_state.value is not ConnectionState.ONLINE,
-                    "the client to notice the server stopped")
+        await until(
+            lambda: client.connection_state.value is not ConnectionState.ONLINE,
+            "the client to notice the server stopped",
+        )
         assert client.explain(sub).startswith("Answered locally")
         local = Recorder(client.subscribe(sub))
         first = local.last  # emitted at once, synchronously
@@ -62,5 +69,47 @@ def test_sync_query_hydrates_and_follows_live_changes(demo_schema: Schema) -> No
             assert snap.changes.removed == ((2,),)
             await client.close()
             api.close()
+
+    run(body)
+
+
+def test_reconnect_after_a_server_restart_resumes_with_no_gap(
+    demo_schema: Schema, tmp_path: Path
+) -> None:
+    """The server restarts on the same port and database; the client resumes and misses nothing."""
+    q = table("issue").where(col("status") == "open").order_by("id").build()
+    db = tmp_path / "server.duckdb"
+
+    async def body() -> None:
+        with run_server(demo_schema, db, anonymous=True) as url:
+            seed(url).close()
+            client = client_for(url, demo_schema)
+            await client.start()
+            rec = Recorder(client.subscribe(q))
+            await rec.complete()
+        port = int(url.rsplit(":", 1)[1])
+        await until(
+            lambda: client.connection_state.value is not ConnectionState.ONLINE,
+            "the client to go offline",
+        )
+        with run_server(demo_schema, db, port=port, anonymous=True) as url2:
+            api = Api(url2, "writer-client")
+            # Written while the client may still be reconnecting: it must arrive either way.
+            api.mutate({"op": "update", "table": "issue", "key": [1], "set": {"status": "done"}})
+            api.mutate({"op": "insert", "table": "issue", "row": issue(7)})
+            await online(client)
+            api.mutate({"op": "delete", "table": "issue", "key": [4]})
+            snap = await rec.matching(
+                lambda s: ids(s) == [2, 3, 5, 6, 7], "every change made across the restart"
+            )
+            assert snap.complete
+            assert client.reconnects >= 1
+            # The local store equals the server's state for the query (no gap, no leftovers).
+            local = sorted(
+                r["id"] for r in client.store.select("SELECT id FROM issue WHERE status = 'open'")
+            )
+            assert local == [2, 3, 5, 6, 7]
+            api.close()
+            await client.close()
 
     run(body)

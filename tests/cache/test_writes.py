@@ -48,7 +48,7 @@ def test_rejected_write_is_rolled_back(demo_schema: Schema) -> None:
             await client.start()
             rec = Recorder(client.subscribe(OPEN))
             before = (await rec.complete()).rows
-            fut = client.update("issue", [2], {"status": "done"}, if_version=999)  # not the row's version
+            fut = client.update("issue", [2], {"status": "done"}, if_version=999)
             assert ids(rec.last) == [1, 3, 4, 5, 6]
             with pytest.raises(MutationRejected) as info:
                 await asyncio.wait_for(fut, 10)
@@ -106,8 +106,9 @@ def test_outbox_survives_a_restart_and_applies_exactly_once(
             assert [r["title"] for r in rec.last.rows] == ["edited offline"]  # still pending
             await client.start()
             await until(lambda: client.store.outbox() == [], "the outbox to drain")
-            await rec.matching(lambda s: s.complete and s.rows[0]["title"] == "edited offline",
-                               "the server's row")
+            await rec.matching(
+                lambda s: s.complete and s.rows[0]["title"] == "edited offline", "the server's row"
+            )
             await client.close()
             # A second restart sends nothing again (the server would reject a second insert).
             again = client_for(srv.url, demo_schema, path=store)
@@ -115,9 +116,7 @@ def test_outbox_survives_a_restart_and_applies_exactly_once(
             await online(again)
             assert again.store.outbox() == [] and again.local.pending == []
             await again.close()
-            assert db_rows(srv, "SELECT title FROM issue WHERE id = 100") == [
-                ("edited offline",)
-            ]
+            assert db_rows(srv, "SELECT title FROM issue WHERE id = 100") == [("edited offline",)]
             assert db_rows(
                 srv,
                 "SELECT count(*) FROM _qs_mutation WHERE client_id = ?",
