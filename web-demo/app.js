@@ -9,7 +9,9 @@ const PRIORITIES = ["No priority", "Urgent", "High", "Medium", "Low"];
 const ROW_H = 36;
 const PAGE = 500;
 const params = new URLSearchParams(location.search);
-const PRELOAD = Number(params.get("preload") ?? 100000);
+const PRELOAD = params.has("preload") ? Number(params.get("preload")) : null;
+const PRELOAD_ALL_UP_TO = 150_000; // issues; about 60 MB in the store, within the 100 MB budget
+const MAX_LIMIT = 10_000; // the server's largest limit
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -105,11 +107,12 @@ function resubscribe() {
     if (state.selected >= state.rows.length) state.selected = Math.max(0, state.rows.length - 1);
     render();
     const t = performance.now();
-    window.demo.renders.push({ t, ms: t - started, complete: snap.complete, source: snap.source, count: snap.rows.length, id: viewSub?.id });
+    window.demo.renders.push({ t, ms: t - started, complete: snap.complete, source: snap.source, count: snap.rows.length, id: snap.id });
     if (window.demo.renders.length > 200) window.demo.renders.shift();
-    $("#status-line").textContent = `${snap.rows.length.toLocaleString()} issues${snap.rows.length >= state.limit ? "+" : ""} · ${snap.complete ? "complete" : "loading…"} · answered ${snap.source === "local" ? "locally" : snap.source === "server" ? "by the server" : "locally (partial) while the server completes it"} — ${snap.explain?.reason ?? ""}`;
+    $("#status-line").textContent = `${snap.rows.length.toLocaleString()} issues${snap.rows.length >= state.limit ? "+" : ""} · ${snap.complete ? "complete" : "loading…"} · answered ${snap.source === "local" ? "locally" : snap.source === "server" ? "by the server" : "locally (partial) while the server completes it"} ${snap.explain?.own ? "" : ` — ${snap.explain?.reason ?? ""}`}`;
     renderCache();
   });
+  window.demo.viewId = viewSub.id;
   if (old) old.unsubscribe();
   resubscribeCounts();
 }
@@ -188,7 +191,9 @@ function renderCache() {
     el("h2", {}, "Current view"),
     el("div", {}, snap ? `${snap.source === "local" ? "Answered locally" : snap.source === "server" ? "Answered by the server" : "Local partial answer, server completing"}: ${snap.explain?.reason ?? ""}` : ""),
     el("h2", {}, `Cached queries (${u.queries.length})`),
-    el("table", {}, u.queries.map((q) => el("tr", {}, el("td", { style: "width:110px" }, q.id), el("td", { style: "width:80px" }, `${q.complete ? "complete" : "hydrating"}${q.active ? ", active" : ""}`), el("td", { title: JSON.stringify(q.query) }, JSON.stringify(q.query))))));
+    ...u.queries.map((q) => el("div", { class: "query" },
+      el("b", {}, q.id), " ", el("span", { class: "state" }, `${q.complete ? "complete" : "hydrating"}${q.active ? " · active" : ""}${q.id === snap?.id ? " · this view" : ""}`),
+      el("code", {}, JSON.stringify(q.query)))));
 }
 
 // -- wiring -----------------------------------------------------------------------------
@@ -255,7 +260,7 @@ client.onState((s, err) => {
   c.textContent = s === "update-needed" ? "update needed" : s;
   c.title = err?.message ?? s;
   if (s === "update-needed" && !$(".banner")) {
-    document.body.insertBefore(el("div", { class: "banner" }, `This app is out of date: ${err?.message ?? "the server needs a newer client."} Reload to update.`), $(".layout"));
+    document.body.insertBefore(el("div", { class: "banner" }, `This app is out of date: ${err?.message ?? "the server needs a newer client; reload the app."}`), $(".layout"));
   }
 });
 await client.start();
@@ -265,7 +270,18 @@ for (const [tableName, sel, text] of [["user", "#f-assignee", (r) => r.name], ["
   client.subscribe({ table: tableName }, (snap) => {
     for (const r of snap.rows) lookups[tableName].set(r.id, r);
     fillSelect(sel, snap.rows, text);
+    render(); // names in the rows come from these lookups
   });
 }
 client.subscribe({ table: "issue_label" }, () => {});
-client.subscribe({ table: "issue", orderBy: [["modified", "desc"]], limit: PRELOAD, related: { labels: {} } }, () => {});
+// Preload issues so that filters are answered locally: the whole table when it fits the budget
+// comfortably (Linear's way), else the newest window the server allows (?preload=N forces one).
+let preloaded = false;
+const total = client.subscribe({ table: "issue", aggregate: { measures: { n: { fn: "count" } } } }, (snap) => {
+  if (preloaded || !snap.complete) return;
+  preloaded = true;
+  const q = { table: "issue", related: { labels: {} } };
+  if (PRELOAD !== null || (snap.rows[0]?.n ?? 0) > PRELOAD_ALL_UP_TO) Object.assign(q, { orderBy: [["modified", "desc"]], limit: Math.min(PRELOAD ?? MAX_LIMIT, MAX_LIMIT) });
+  client.subscribe(q, () => {});
+  queueMicrotask(() => total.unsubscribe());
+});

@@ -62,6 +62,9 @@ export class Client {
   // -- lifecycle -------------------------------------------------------------------------
 
   async start() {
+    // Each tab needs its own client id (mutation ids are per client), so each tab claims its
+    // own persisted store: the first free slot of this name, held until the tab closes.
+    this.persistName = this.persistName ? await this.claimSlot(this.persistName) : null;
     this.persistence = this.persistName ? await openPersistence(this.persistName) : null;
     const saved = this.persistence ? await this.persistence.load() : null;
     if (saved && saved.meta.schemaHash === this.schemaHash) {
@@ -86,8 +89,25 @@ export class Client {
     this.connect();
   }
 
+  async claimSlot(base) {
+    const locks = globalThis.navigator?.locks;
+    if (!locks) return base;
+    for (let i = 1; i <= 32; i++) {
+      const name = i === 1 ? base : `${base}-${i}`;
+      const held = await new Promise((resolve) => {
+        locks.request(`querysync:${name}`, { ifAvailable: true }, (lock) => {
+          resolve(Boolean(lock));
+          return lock ? new Promise((release) => { this.releaseSlot = release; }) : undefined;
+        });
+      });
+      if (held) return name;
+    }
+    return `${base}-${randomId()}`; // every slot taken: a throwaway store
+  }
+
   close() {
     this.closed = true;
+    if (this.releaseSlot) this.releaseSlot();
     if (this.es) this.es.close();
     clearTimeout(this.retryTimer);
   }
@@ -135,7 +155,7 @@ export class Client {
   async connect() {
     if (this.closed || this.state === "update-needed") return;
     try {
-      await this.post("/queries", { add: this.desired(), remove: [] });
+      this.rejectQueries(await this.post("/queries", { add: this.desired(), remove: [] }));
     } catch (err) {
       if (err instanceof SchemaVersionError) return;
       this.offline();
@@ -186,7 +206,7 @@ export class Client {
     this.store.setPending(this.outbox);
     // Declare every desired query again (some may have been added while connecting).
     const desired = this.desired();
-    if (desired.length) this.post("/queries", { add: desired, remove: [] }).catch(() => {});
+    if (desired.length) this.post("/queries", { add: desired, remove: [] }).then((r) => this.rejectQueries(r), () => {});
     this.flush();
     this.changed();
   }
@@ -206,7 +226,13 @@ export class Client {
     this.changed(touched);
   }
 
+  /** Queries the server refused in a `POST /queries` answer fail like a `queryError` event. */
+  rejectQueries(answer) {
+    for (const r of answer?.rejected ?? []) this.onQueryError({ queryId: r.id, error: r.error });
+  }
+
   onQueryError(e) {
+    console.warn(`querysync: the server refused query ${e.queryId}: ${e.error?.message}`);
     this.store.queries.delete(e.queryId);
     for (const s of this.subs) if (s.id === e.queryId) s.error = e.error;
     this.changed();
@@ -259,7 +285,7 @@ export class Client {
     }
     const complete = sub.explain.covered || Boolean(entry && entry.complete);
     const rows = this.store.run(sub.q);
-    sub.cb({ rows, complete, source: sub.explain.covered ? "local" : complete ? "server" : "local-partial", version: this.store.version, explain: sub.explain, error: sub.error ?? null });
+    sub.cb({ id: sub.id, rows, complete, source: sub.explain.covered ? "local" : complete ? "server" : "local-partial", version: this.store.version, explain: sub.explain, error: sub.error ?? null });
   }
 
   explainFor(sub) {
@@ -276,7 +302,7 @@ export class Client {
     const entry = this.store.track(sub.id, sub.q, wireQuery(sub.q, this.schema), { ttl: sub.ttl });
     entry.active++;
     if (this.state === "online") {
-      this.post("/queries", { add: [{ id: sub.id, query: entry.wire, ttl: sub.ttl }], remove: [] }).catch(() => {});
+      this.post("/queries", { add: [{ id: sub.id, query: entry.wire, ttl: sub.ttl }], remove: [] }).then((r) => this.rejectQueries(r), () => {});
     }
   }
 
@@ -284,7 +310,7 @@ export class Client {
     if (sub.offloading) return;
     sub.offloading = true;
     const local = this.store.run(sub.q);
-    sub.cb({ rows: local, complete: false, source: "local-partial", version: this.store.version, explain: sub.explain });
+    sub.cb({ id: sub.id, rows: local, complete: false, source: "local-partial", version: this.store.version, explain: sub.explain });
     try {
       const res = await fetch(`${this.url}/query`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ schemaVersion: this.schema.version, query: wireQuery(sub.q, this.schema), live: false }) });
       const text = await res.text();
@@ -295,7 +321,7 @@ export class Client {
         const data = block.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
         if (ev === "rows" && data) rows.push(...JSON.parse(data).rows);
       }
-      sub.cb({ rows, complete: true, source: "server", version: this.store.version, explain: sub.explain });
+      sub.cb({ id: sub.id, rows, complete: true, source: "server", version: this.store.version, explain: sub.explain });
     } catch { /* offline: the local partial answer stands */ } finally {
       sub.offloading = false;
     }

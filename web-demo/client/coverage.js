@@ -131,7 +131,7 @@ export function covers(complete, q, schema, count) {
     overlapping++;
     if (!subtreeCovered(cq, q, schema, q.table)) continue;
     if (cq.limit == null && !cq.start) {
-      return { covered: true, by: [c.id], reason: "its condition implies a complete query's" };
+      return { covered: true, by: [c.id], reason: `its filter implies the filter of complete query ${c.id}` };
     }
     if (cq.start || q.start) continue;
     const size = count(c, null); // null: no cached rows to count
