@@ -1,0 +1,189 @@
+"""The demo app in Chromium against the demo server with the default data set (50k issues).
+
+    python bench/demo.py [--issues 50000] [--repeat 5]
+
+Measured in the page with ``performance.now`` (Debian's Chromium, headless, loopback):
+
+- ``first_list_ms``: navigation start to the first rendered rows, fresh browser profile.
+- ``covered_filter_ms``: a filter change (status, priority, text) to the re-rendered list, with
+  the issues preloaded, so the view is answered locally (the event handler's whole synchronous
+  work: the local query, the list, the per-status counts).
+- ``server_filter_partial_ms`` / ``server_filter_complete_ms``: a filter change the cache cannot
+  answer (only the newest 2,000 issues preloaded; an assignee filter): the local partial answer,
+  then the complete answer from the server.
+- baseline: the same changes in ``web-demo/baseline.html``, a plain page that fetches the
+  server's one-shot ``POST /query`` on every change (no cache), in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _harness import Metric, percentile, report  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from server.demo.process import CHROMIUM, CHROMIUM_ARGS, DemoProcess  # noqa: E402
+from server.demo.seed import DEFAULT_ISSUES, seed  # noqa: E402
+
+ALL_COMPLETE = """() => window.demo && window.demo.client &&
+  window.demo.client.usage().queries.every((q) => q.complete)"""
+
+# One filter change in the page, timed from just before the event to the render of the new view.
+MEASURE = """async ([sel, kind, value, timeout]) => {
+  const page = window.demo ?? window.baseline;
+  const el = document.querySelector(sel);
+  const t0 = performance.now();
+  if (kind === "check") { el.checked = !el.checked; el.dispatchEvent(new Event("change")); }
+  else if (kind === "text") { el.value = value; el.dispatchEvent(new Event("input")); }
+  else { el.value = value; el.dispatchEvent(new Event("change")); }
+  const tSync = performance.now();
+  while (performance.now() - t0 < timeout) {
+    const mine = page.renders.filter((r) => r.t >= t0 && r.id === page.viewId);
+    const done = mine.find((r) => r.complete);
+    if (done) {
+      return { first: mine[0].t - t0, complete: Math.max(done.t, tSync) - t0, sync: tSync - t0,
+               source: done.source, count: done.count };
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return null;
+}"""
+
+# Single-control changes: each one is one filter change for the user.
+LOCAL_STEPS = [
+    ("#f-status input[value=todo]", "check", ""),
+    ("#f-priority", "select", "2"),
+    ("#f-status input[value=in_progress]", "check", ""),
+    ("#f-text", "text", "page"),
+    ("#f-priority", "select", ""),
+    ("#f-status input[value=todo]", "check", ""),
+    ("#f-text", "text", "pa"),
+    ("#f-text", "text", ""),
+    ("#f-status input[value=done]", "check", ""),
+    ("#f-priority", "select", "1"),
+    ("#f-status input[value=in_progress]", "check", ""),
+    ("#f-status input[value=done]", "check", ""),
+    ("#f-text", "text", "offline"),
+    ("#f-priority", "select", ""),
+    ("#f-text", "text", ""),
+]
+SERVER_STEPS = [("#f-assignee", "select", str(u)) for u in range(1, 21)]
+
+
+def launch(p: Any) -> Any:
+    return p.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS), timeout=60_000)
+
+
+def new_page(browser: Any, url: str) -> tuple[Any, Any]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    ctx.set_default_timeout(120_000)
+    page = ctx.new_page()
+    page.goto(url)
+    return ctx, page
+
+
+def first_list(browser: Any, url: str, renders: str) -> float:
+    ctx, page = new_page(browser, url)
+    try:
+        page.wait_for_function(f"() => {renders}?.some((r) => r.count > 0)")
+        t: float = page.evaluate(f"{renders}.find((r) => r.count > 0).t")
+        return t
+    finally:
+        ctx.close()
+
+
+def run_steps(page: Any, steps: list[tuple[str, str, str]], wait: str | None) -> list[dict[str, Any]]:
+    out = []
+    for sel, kind, value in steps:
+        got = page.evaluate(MEASURE, [sel, kind, value, 10_000])
+        if got is None:
+            raise RuntimeError(f"no complete render within 10 s after {kind} {sel} {value!r}")
+        out.append(got)
+        if wait:
+            page.wait_for_function(wait)  # let background work (counts, pokes) settle
+        time.sleep(0.05)
+    return out
+
+
+def p50(samples: list[dict[str, Any]], key: str) -> float:
+    return percentile([s[key] for s in samples], 50)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--issues", type=int, default=DEFAULT_ISSUES)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "demo.duckdb"
+        t = time.perf_counter()
+        seed(db, issues=args.issues, progress=False)
+        seed_s = time.perf_counter() - t
+        with DemoProcess(db, issues=args.issues) as demo, sync_playwright() as p:
+            browser = launch(p)
+            app_first = [first_list(browser, demo.url, "window.demo?.renders")
+                         for _ in range(args.repeat)]
+            base_first = [first_list(browser, f"{demo.url}baseline.html", "window.baseline?.renders")
+                          for _ in range(args.repeat)]
+
+            ctx, page = new_page(browser, demo.url)
+            t = time.perf_counter()
+            page.wait_for_function(ALL_COMPLETE)
+            preload_s = time.perf_counter() - t
+            usage = page.evaluate("window.demo.client.usage().bytes")
+            local = run_steps(page, LOCAL_STEPS, ALL_COMPLETE)
+            ctx.close()
+
+            ctx, page = new_page(browser, f"{demo.url}?preload=2000")
+            page.wait_for_function(ALL_COMPLETE)
+            page.wait_for_function("() => document.querySelectorAll('#f-assignee option').length > 20")
+            remote = run_steps(page, SERVER_STEPS, None)
+            ctx.close()
+
+            ctx, page = new_page(browser, f"{demo.url}baseline.html")
+            page.wait_for_function("() => window.baseline?.renders.length > 0")
+            page.wait_for_function("() => document.querySelectorAll('#f-assignee option').length > 20")
+            base_local = run_steps(page, LOCAL_STEPS, None)
+            base_remote = run_steps(page, SERVER_STEPS, None)
+            ctx.close()
+            browser.close()
+
+    sources = sorted({s["source"] for s in local})
+    report(
+        "demo",
+        scenario=f"Linear-style demo in headless Chromium, {args.issues:,} issues on loopback",
+        parameters={"issues": args.issues, "repeat": args.repeat, "local_steps": len(LOCAL_STEPS),
+                    "server_steps": len(SERVER_STEPS), "server_preload": 2000},
+        metrics={
+            "first_list_ms": Metric(statistics.median(app_first), "ms"),
+            "covered_filter_ms": Metric(p50(local, "complete"), "ms"),
+            "covered_filter_p90_ms": Metric(percentile([s["complete"] for s in local], 90), "ms"),
+            "server_filter_partial_ms": Metric(p50(remote, "first"), "ms"),
+            "server_filter_complete_ms": Metric(p50(remote, "complete"), "ms"),
+            "server_filter_complete_p90_ms": Metric(
+                percentile([s["complete"] for s in remote], 90), "ms"),
+        },
+        baseline={
+            "baseline_first_list_ms": Metric(statistics.median(base_first), "ms"),
+            "baseline_filter_ms": Metric(p50(base_local, "complete"), "ms"),
+            "baseline_server_filter_ms": Metric(p50(base_remote, "complete"), "ms"),
+        },
+        extra={"seed_s": round(seed_s, 2), "preload_all_s": round(preload_s, 2),
+               "store_bytes": usage, "covered_sources": sources,
+               "covered_samples_ms": [round(s["complete"], 1) for s in local],
+               "server_samples_ms": [round(s["complete"], 1) for s in remote],
+               "baseline_samples_ms": [round(s["complete"], 1) for s in base_local]},
+    )
+
+
+if __name__ == "__main__":
+    main()
