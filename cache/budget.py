@@ -45,7 +45,7 @@ class Usage:
 
 @dataclass
 class _Entry:
-    members: frozenset[RowId]
+    members: set[RowId]
     pinned: bool
     ttl: float | None
     pinned_at: int  # activation sequence number: demotion takes the newest first
@@ -110,7 +110,7 @@ class Budget:
         return list(self._queries)
 
     def members(self, qid: str) -> frozenset[RowId]:
-        return self._queries[qid].members
+        return frozenset(self._queries[qid].members)
 
     def is_pinned(self, qid: str) -> bool:
         return self._queries[qid].pinned
@@ -128,7 +128,7 @@ class Budget:
                 self.pin(qid)
             return
         self._seq += 1
-        self._queries[qid] = _Entry(frozenset(), pinned, ttl, self._seq)
+        self._queries[qid] = _Entry(set(), pinned, ttl, self._seq)
         if not pinned:
             self._make_inactive(qid, ttl)
 
@@ -168,13 +168,32 @@ class Budget:
     def set_members(self, qid: str, ids: Iterable[RowId]) -> None:
         """The rows a query's local result holds now (the refcounts follow)."""
         entry = self._queries[qid]
-        new = frozenset(ids)
+        new = set(ids)
         for rid in entry.members - new:
             self._decref(rid)
         for rid in new - entry.members:
             self._refs[rid] = self._refs.get(rid, 0) + 1
             self._orphans.discard(rid)
         entry.members = new
+
+    def update_members(
+        self, qid: str, *, added: Iterable[RowId] = (), removed: Iterable[RowId] = ()
+    ) -> None:
+        """Change a query's member set by a delta (cheaper than ``set_members`` for a few rows
+        of a large result)."""
+        members = self._queries[qid].members
+        for rid in removed:
+            if rid in members:
+                members.discard(rid)
+                self._decref(rid)
+        for rid in added:
+            if rid not in members:
+                members.add(rid)
+                self._refs[rid] = self._refs.get(rid, 0) + 1
+                self._orphans.discard(rid)
+
+    def holds_member(self, qid: str, rid: RowId) -> bool:
+        return rid in self._queries[qid].members
 
     def _decref(self, rid: RowId) -> None:
         n = self._refs[rid] - 1

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from cachetools import LRUCache
 
 from queryplanner import ColumnType, Query, Schema, Table, parse_query
 from queryplanner.coverage import CompleteQuery
@@ -30,11 +31,15 @@ from queryplanner.coverage_index import CoverageIndex
 from queryplanner.protocol import Poke
 from queryplanner.query import Exists, Not, to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
-from queryplanner.wire import decode_key, encode_row, row_bytes
+from queryplanner.wire import decode_key, encode_row
 
+from .batch import VERSION_COLUMN, RowBatch
 from .budget import Budget, RowId
+from .membership import Changed, Membership
 from .routing import StoreRows
-from .store import VERSION_COLUMN, LocalStore
+from .store import LocalStore
+
+ANSWER_CACHE_ROWS = 50_000
 
 
 @dataclass
@@ -114,6 +119,11 @@ class LocalState:
         self.pending: list[Pending] = []
         self.shadow: dict[RowId, dict[str, Any] | None] = {}
         self.index = CoverageIndex(schema)
+        self.membership = Membership(schema, store, budget)
+        # query id -> (generation of each table read, rows); sized in rows, not answers.
+        self.answers: LRUCache[str, tuple[tuple[tuple[str, int], ...], tuple[Any, ...]]] = (
+            LRUCache(maxsize=ANSWER_CACHE_ROWS, getsizeof=lambda v: 1 + len(v[1]))
+        )
         self.rows = StoreRows(schema, store)
         v = store.get_meta("version")
         self.version = int(v) if v else 0
@@ -125,7 +135,23 @@ class LocalState:
     # -- reading -------------------------------------------------------------------------
 
     def run(self, query: Query) -> list[dict[str, Any]]:
-        """The query's answer from the store, in wire form (nested ``related`` children)."""
+        """The query's answer from the store, in wire form (nested ``related`` children).
+
+        Hot answers are kept in memory (``answers``) and reused while none of the tables the
+        query reads has been written since; callers must not mutate the rows they get.
+        """
+        qid = query.id
+        gens = self.store.generation
+        hit = self.answers.get(qid)
+        if hit is not None and all(gens[t] == g for t, g in hit[0]):
+            return list(hit[1])
+        stamp = tuple((t, gens[t]) for t in query_tables(self.schema, query))
+        rows = self._run(query)
+        if len(rows) < ANSWER_CACHE_ROWS:
+            self.answers[qid] = (stamp, tuple(rows))
+        return rows
+
+    def _run(self, query: Query) -> list[dict[str, Any]]:
         if not query.related:
             c = compile_select(query, self.schema)
             rows = self.store.select(c.sql, c.params)
@@ -142,14 +168,7 @@ class LocalState:
 
     def members(self, query: Query) -> set[RowId]:
         """The identities of every row the query's local result holds (children included)."""
-        out: set[RowId] = set()
-        for rs in compile_row_sets(query, self.schema):
-            pk = self.schema.table(rs.table).primary_key
-            # Only the key columns: the membership of a large result is read on every poke.
-            cols = ", ".join(f'm."{k}"' for k in pk)
-            cur = self.store.con.execute(f"SELECT {cols} FROM ({rs.sql}) AS m", list(rs.params))
-            out.update((rs.table, tuple(r)) for r in cur.fetchall())
-        return out
+        return self.membership.members(query)
 
     def row_id(self, table: Table, wire_key: Sequence[Any]) -> RowId:
         if self._timestamp_pk[table.name]:
@@ -173,8 +192,12 @@ class LocalState:
 
     def drop_desired(self, qids: Iterable[str]) -> None:
         """Forget queries (evicted, expired, demoted) and delete the rows only they held."""
+        qids = list(qids)
+        if not qids:
+            return
         freed: list[RowId] = []
         for qid in qids:
+            self.membership.forget(qid)
             self.desired.pop(qid, None)
             self.index.remove(qid)
             if qid in self.budget:
@@ -197,18 +220,24 @@ class LocalState:
 
     def apply_poke(self, poke: Poke, cursor: str | None) -> PokeOutcome:
         out = PokeOutcome()
-        puts: dict[str, list[dict[str, Any]]] = {}
+        puts: dict[str, RowBatch] = {}
         sizes: dict[RowId, int] = {}
         dels: dict[str, list[RowId]] = {}
+        changed: dict[str, set[tuple[Any, ...]]] = {}
         for name, rows in poke.put.items():
+            if not rows:
+                continue
             t = self.schema.table(name)
-            pk = t.primary_key
-            puts[name] = list(rows)
-            for r in rows:
-                sizes[self.row_id(t, [r[k] for k in pk])] = row_bytes(r)
-        for name, keys in poke.delete.items():
+            batch = puts[name] = RowBatch(t, rows)
+            keys = batch.keys()
+            if self._timestamp_pk[name]:
+                keys = [self.row_id(t, k)[1] for k in keys]
+            sizes.update(zip([(name, k) for k in keys], batch.sizes(), strict=True))
+            changed.setdefault(name, set()).update(keys)
+        for name, wire_keys in poke.delete.items():
             t = self.schema.table(name)
-            dels[name] = [self.row_id(t, k) for k in keys]
+            dels[name] = [self.row_id(t, k) for k in wire_keys]
+            changed.setdefault(name, set()).update(k for _, k in dels[name])
         out.tables = set(puts) | set(dels)
         extra = sum(s - self.budget.size_of(rid) for rid, s in sizes.items()) - sum(
             self.budget.size_of(rid) for ids in dels.values() for rid in ids
@@ -221,8 +250,8 @@ class LocalState:
             for name, ids in dels.items():
                 self.store.delete_keys(name, [k for _, k in ids])
                 self.budget.drop_rows(ids)
-            for name, rows in puts.items():
-                self.store.put_rows(name, rows)
+            for batch in puts.values():
+                self.store.put_batch(batch)
             self.budget.put_rows(sizes)
             for qid, v in poke.complete.items():
                 d = self.desired.get(qid)
@@ -230,22 +259,21 @@ class LocalState:
                     d.complete_at = v
                     self.index.remove(qid)
                     self.index.add(CompleteQuery(d.query, v, qid))
-            self._refresh_members(out.tables)
+            self._refresh_members(changed)
             out.demoted = self._enforce_budget()
             self.version = max(self.version, poke.version)
             self._settle_pending(poke)
             self._lay_pending()
-            self.save_shadow()
-            if poke.complete:
-                self.save_desired()
-            self.store.set_meta("version", str(self.version))
-            self.store.set_meta("cursor", cursor)
+            meta = {"shadow": self._shadow_doc(), "version": str(self.version), "cursor": cursor}
+            if poke.complete or out.evicted or out.demoted:
+                meta["desired"] = self._desired_doc()
+            self.store.set_metas(meta)
         return out
 
-    def _refresh_members(self, tables: set[str]) -> None:
-        for d in self.desired.values():
-            if d.tables & tables:
-                self.budget.set_members(d.qid, self.members(d.query))
+    def _refresh_members(self, changed: Changed) -> None:
+        self.membership.refresh(
+            ((d.qid, d.query, d.tables) for d in self.desired.values()), changed
+        )
         self.collect_garbage()
 
     def _enforce_budget(self) -> list[str]:
@@ -286,10 +314,12 @@ class LocalState:
                 self._lift_pending()
             for t in self.schema.tables:
                 pk = t.primary_key
-                sizes = {}
-                for r in self.store.select(f'SELECT * FROM "{t.name}"'):
-                    sizes[(t.name, tuple(r[k] for k in pk))] = row_bytes(_wire_with_version(t, r))
-                self.budget.put_rows(sizes)
+                stored = self.store.select(f'SELECT * FROM "{t.name}"')
+                if not stored:
+                    continue
+                ids = [(t.name, tuple(r[k] for k in pk)) for r in stored]
+                wire = [_wire_with_version(t, r) for r in stored]
+                self.budget.put_rows(dict(zip(ids, RowBatch(t, wire).sizes(), strict=True)))
             for doc in orjson.loads(self.store.get_meta("desired") or "[]"):
                 query = parse_query(doc["query"], self.schema)
                 d = self.add_desired(query, doc["id"], pinned=False, ttl=doc.get("ttl"))
@@ -301,15 +331,21 @@ class LocalState:
             self._lay_pending()
 
     def save_desired(self) -> None:
+        self.store.set_meta("desired", self._desired_doc())
+
+    def _desired_doc(self) -> str:
         doc = [
             {"id": d.qid, "query": d.json, "ttl": d.ttl, "complete": d.complete_at}
             for d in self.desired.values()
         ]
-        self.store.set_meta("desired", orjson.dumps(doc, default=str).decode())
+        return orjson.dumps(doc, default=str).decode()
 
     def save_shadow(self) -> None:
+        self.store.set_meta("shadow", self._shadow_doc())
+
+    def _shadow_doc(self) -> str | None:
         doc = [[t, list(k), row] for (t, k), row in self.shadow.items()]
-        self.store.set_meta("shadow", orjson.dumps(doc, default=str).decode() if doc else None)
+        return orjson.dumps(doc, default=str).decode() if doc else None
 
     def _settle_pending(self, poke: Poke) -> None:
         """Drop pending writes the server has decided by ``poke.version``."""
@@ -323,8 +359,9 @@ class LocalState:
     def add_pending(self, body: dict[str, Any]) -> None:
         with self.store.transaction():
             self.pending.append(Pending(body))
-            self._apply_mutation(body)
-            self._refresh_members({body["table"]})
+            changed: dict[str, set[tuple[Any, ...]]] = {}
+            self._apply_mutation(body, changed)
+            self._refresh_members(changed)
             self.save_shadow()
 
     def settle(self, decided: Mapping[int, int | None]) -> None:
@@ -354,20 +391,24 @@ class LocalState:
             self.store.delete_keys(table, keys)
         for table, rows in restore.items():
             self.store.put_rows(table, rows)
-        touched = {t for t, _ in self.shadow}
+        changed: dict[str, set[tuple[Any, ...]]] = {}
+        for table, key in self.shadow:
+            changed.setdefault(table, set()).add(key)
         self.shadow.clear()
-        if touched:
-            self._refresh_members(touched)
+        if changed:
+            self._refresh_members(changed)
 
     def _lay_pending(self) -> None:
-        touched = set()
+        changed: dict[str, set[tuple[Any, ...]]] = {}
         for p in self.pending:
-            self._apply_mutation(p.body)
-            touched.add(p.body["table"])
-        if touched:
-            self._refresh_members(touched)
+            self._apply_mutation(p.body, changed)
+        if changed:
+            self._refresh_members(changed)
 
-    def _apply_mutation(self, body: Mapping[str, Any]) -> None:
+    def _apply_mutation(
+        self, body: Mapping[str, Any], changed: dict[str, set[tuple[Any, ...]]]
+    ) -> None:
+        """Lay one pending write on the store; its key goes into ``changed``."""
         t = self.schema.table(body["table"])
         op = body["op"]
         if op in ("insert", "upsert"):
@@ -376,6 +417,7 @@ class LocalState:
             # An insert of a key already held is shown too (the app asked for it); the server
             # rejects it and the rollback restores the held row from the shadow.
             self._remember(key, self._current(t, key))
+            changed.setdefault(t.name, set()).add(key[1])
             self.store.put_rows(t.name, [{**row, VERSION_COLUMN: 0}])
             return
         wire_key = body["key"]
@@ -386,6 +428,7 @@ class LocalState:
         if current is None:
             return
         self._remember(key, current)
+        changed.setdefault(t.name, set()).add(key[1])
         if op == "delete":
             self.store.delete_keys(t.name, [key[1]])
         else:

@@ -200,5 +200,13 @@ class BudgetMachine(RuleBasedStateMachine):
         assert self.local.store.count("issue") == sum(1 for _ in self.budget.rows())
 
 
+    @invariant()
+    def incremental_membership_equals_a_full_recompute(self) -> None:
+        if not hasattr(self, "budget"):
+            return
+        for d in self.local.desired.values():
+            assert self.budget.members(d.qid) == frozenset(self.local.members(d.query)), d.qid
+
+
 BudgetMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
 TestBudgetMachine = BudgetMachine.TestCase

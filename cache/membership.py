@@ -1,0 +1,128 @@
+"""Which stored rows each desired query holds, kept in step with the store change by change.
+
+The budget reference-counts rows by the queries whose local result holds them, so after every
+write the client must know how each affected query's row set moved. Re-running every query on
+every poke is quadratic during hydration (each batch re-reads all rows so far), so the work is
+sized to the change instead, with DuckDB deciding every match (its semantics are the queries'):
+
+    flat     one table, no window, no related, no EXISTS: a changed key is a member exactly
+             when its stored row matches the query; one semi-join of the query's row set with
+             the changed keys gives the members among them, the other changed keys are out.
+    window   the same but with limit/start: its window can only move when a changed row
+             matches the unwindowed query or was a member; only then is the query re-run.
+    other    related children, EXISTS (rows of other tables decide) or a timestamp primary key:
+             re-run whenever one of the tables it reads changed.
+
+``changed`` maps a table to the primary keys written or deleted there (``None``: unknown,
+re-run whatever reads the table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from queryplanner import ColumnType, Query, Schema
+from queryplanner.sql import compile_row_sets
+
+from .batch import ARROW_TYPES
+from .budget import Budget, RowId
+from .store import LocalStore
+
+Kind = Literal["flat", "window", "other"]
+Changed = Mapping[str, Collection[tuple[Any, ...]] | None]
+
+
+class Membership:
+    def __init__(self, schema: Schema, store: LocalStore, budget: Budget) -> None:
+        self.schema = schema
+        self.store = store
+        self.budget = budget
+        self._plans: dict[str, tuple[Kind, str, tuple[Any, ...]]] = {}
+
+    def forget(self, qid: str) -> None:
+        self._plans.pop(qid, None)
+
+    def members(self, query: Query) -> set[RowId]:
+        """Every row the query's local result holds (children included), from the store."""
+        out: set[RowId] = set()
+        for rs in compile_row_sets(query, self.schema):
+            pk = self.schema.table(rs.table).primary_key
+            # Only the key columns: a large result's membership is read often.
+            cols = ", ".join(f'm."{k}"' for k in pk)
+            cur = self.store.con.execute(f"SELECT {cols} FROM ({rs.sql}) AS m", list(rs.params))
+            out.update((rs.table, tuple(r)) for r in cur.fetchall())
+        return out
+
+    def refresh(
+        self,
+        queries: Iterable[tuple[str, Query, frozenset[str]]],
+        changed: Changed,
+    ) -> None:
+        """Bring the budget's member sets of ``queries`` (id, query, tables read) up to date."""
+        for qid, query, tables in queries:
+            if not tables & changed.keys():
+                continue
+            kind, sql, params = self._plan(qid, query, tables)
+            keys = changed.get(query.table) if kind != "other" else None
+            if keys is None:
+                self.budget.set_members(qid, self.members(query))
+                continue
+            if not keys:
+                continue
+            hits = self._matching(query.table, sql, params, keys)
+            t = query.table
+            if kind == "flat":
+                self.budget.update_members(
+                    qid,
+                    added=[(t, k) for k in hits],
+                    removed=[(t, k) for k in keys if k not in hits],
+                )
+            elif hits or any(self.budget.holds_member(qid, (t, k)) for k in keys):
+                self.budget.set_members(qid, self.members(query))
+
+    def _plan(
+        self, qid: str, query: Query, tables: frozenset[str]
+    ) -> tuple[Kind, str, tuple[Any, ...]]:
+        found = self._plans.get(qid)
+        if found is None:
+            found = self._plans[qid] = self._make_plan(query, tables)
+        return found
+
+    def _make_plan(self, query: Query, tables: frozenset[str]) -> tuple[Kind, str, tuple[Any, ...]]:
+        t = self.schema.table(query.table)
+        if (
+            query.related
+            or query.aggregate is not None
+            or tables != {query.table}
+            or any(t.column(k).type is ColumnType.TIMESTAMP for k in t.primary_key)
+        ):
+            return "other", "", ()
+        kind: Kind = "flat"
+        if query.limit is not None or query.start is not None:
+            kind = "window"
+            query = dataclasses.replace(query, limit=None, start=None)
+        (root,) = compile_row_sets(query, self.schema)
+        pk = t.primary_key
+        cols = ", ".join(f'm."{k}"' for k in pk)
+        on = " AND ".join(f'm."{k}" = k."{k}"' for k in pk)
+        sql = f"SELECT {cols} FROM ({root.sql}) AS m SEMI JOIN _qs_changed AS k ON {on}"
+        return kind, sql, tuple(root.params)
+
+    def _matching(
+        self, table: str, sql: str, params: tuple[Any, ...], keys: Collection[tuple[Any, ...]]
+    ) -> set[tuple[Any, ...]]:
+        t = self.schema.table(table)
+        key_list = list(keys)
+        arrays = {
+            name: pa.array([k[i] for k in key_list], type=ARROW_TYPES[t.column(name).type])
+            for i, name in enumerate(t.primary_key)
+        }
+        self.store.con.register("_qs_changed", pa.table(arrays))
+        try:
+            return {tuple(r) for r in self.store.con.execute(sql, list(params)).fetchall()}
+        finally:
+            self.store.con.unregister("_qs_changed")
