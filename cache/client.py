@@ -54,6 +54,7 @@ from .transport import Transport, backoff_delay
 log = logging.getLogger("querysync.cache")
 
 DEFAULT_BUDGET = 100 * 2**20
+PARTIAL_EMIT_INTERVAL = 0.25  # seconds between snapshots of a query still hydrating
 
 
 class BudgetWarning(UserWarning):
@@ -351,7 +352,29 @@ class Client:
             if live.mode == "server":
                 continue
             if tables is None or live.qid in completed or _reads(live, self.local, tables):
+                if live.qid not in completed and self._hydrating(live):
+                    self._emit_later(live)
+                else:
+                    self._emit_local(live)
+
+    def _hydrating(self, live: LiveQuery) -> bool:
+        d = self.local.desired.get(live.qid)
+        return live.mode == "sync" and d is not None and d.complete_at is None
+
+    def _emit_later(self, live: LiveQuery) -> None:
+        """A hydrating query's partial answers are coalesced: re-reading a growing result on
+        every poke would make hydration quadratic. One snapshot per interval, then the
+        complete one."""
+        if live.emit_scheduled:
+            return
+        live.emit_scheduled = True
+
+        def emit() -> None:
+            live.emit_scheduled = False
+            if self._lives.get(live.qid) is live and not self._closed:
                 self._emit_local(live)
+
+        asyncio.get_running_loop().call_later(PARTIAL_EMIT_INTERVAL, emit)
 
     def _enforce_after_admit(self) -> None:
         with self.store.transaction():

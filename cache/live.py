@@ -84,6 +84,7 @@ class LiveQuery:
     last: Snapshot | None = None
     task: asyncio.Task[None] | None = None
     explanation: str = ""
+    emit_scheduled: bool = False
 
     def emit(self, snap: Snapshot, ident: tuple[str, ...], *, force: bool = False) -> None:
         prev = self.last
