@@ -132,13 +132,35 @@ def like_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
     return re.compile("".join(out), flags)
 
 
+class _SimpleLower(dict[int, str]):
+    """Code point -> its simple lowercase mapping, one code point for one (as DuckDB's lower).
+
+    ``str.lower`` differs in two ways DuckDB's ILIKE does not follow: it maps 'İ' to two code
+    points ('i' + combining dot) and lowers 'Σ' to 'ς' at the end of a word.
+    """
+
+    def __missing__(self, code: int) -> str:
+        low = chr(code).lower()
+        folded = low if len(low) == 1 else low[0]
+        self[code] = folded
+        return folded
+
+
+_LOWER = _SimpleLower()
+
+
+def fold_case(text: str) -> str:
+    """ILIKE's case folding: each code point to its simple lowercase, without context."""
+    return text.translate(_LOWER)
+
+
 def _like(cond: Like) -> RowTest:
     column, negated, ci = cond.column, cond.negated, cond.case_insensitive
     if ci:
-        regex = like_regex(cond.pattern.lower(), False)
+        regex = like_regex(fold_case(cond.pattern), False)
 
         def match(v: str) -> bool:
-            return regex.fullmatch(v.lower()) is not None
+            return regex.fullmatch(fold_case(v)) is not None
     else:
         regex = like_regex(cond.pattern, False)
 

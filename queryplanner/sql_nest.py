@@ -1,14 +1,17 @@
 """Assembling the hierarchical result of a query from its row sets, in pure Python.
 
-``nest_rows(query, schema, rows_by_path)`` takes candidate rows per path (exactly what
-``compile_row_sets`` selects, or any superset such as a local store's whole tables) and returns
-the root rows in the query's order, each a new dict with one extra key per related child: a list
-for one_to_many and many_to_many, a row or None for many_to_one. Each parent's children are
-chosen by the child query's where, start, order and limit, per parent, as the SQL does.
+``nest_rows(query, schema, rows_by_path)`` takes the rows of each path and returns the root rows
+in the query's order, each a new dict with one extra key per related child: a list for
+one_to_many and many_to_many, a row or None for many_to_one. Junction rows of a many-to-many
+path are read from ``rows_by_path[junction_key(path)]``.
 
-Conditions with EXISTS need the related rows; without a ``lookup`` they are taken as already
-applied (true for the server's row sets). Junction rows of a many-to-many path are read from
-``rows_by_path[junction_key(path)]``.
+By default the rows are exactly the row sets of ``compile_row_sets``: their where and start are
+already applied, so each parent's children are its linked rows in the child's order, cut at the
+child's limit. (That is exact: a row kept for another parent that also links to this one ranks
+after this parent's own top rows, since where and start do not depend on the parent.) The rows
+may then be in wire form (ISO timestamp strings order as the datetimes do). With
+``refilter=True`` the rows may be any superset, e.g. whole tables: where and start are applied
+again, per parent, and conditions with EXISTS need a ``lookup``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .predicate import RelatedRows, Row, compile_predicate, compile_sort_key, compile_start_filter
-from .query import Condition, Exists, Not, Query
+from .query import Query
 from .schema import Relationship, Schema
 
 Rows = Sequence[Row]
@@ -28,26 +31,15 @@ def junction_key(path: str) -> str:
     return f"{path}#through"
 
 
-def has_exists(cond: Condition | None) -> bool:
-    if cond is None:
-        return False
-    if isinstance(cond, Exists):
-        return True
-    if isinstance(cond, Not):
-        return has_exists(cond.term)
-    terms = getattr(cond, "terms", ())
-    return any(has_exists(t) for t in terms)
-
-
 def selector(
-    query: Query, schema: Schema, lookup: RelatedRows | None = None
+    query: Query, schema: Schema, refilter: bool, lookup: RelatedRows | None = None
 ) -> Callable[[Iterable[Row]], list[Row]]:
-    """where (unless it needs a lookup we lack), start, order and limit over some rows."""
-    if query.where is not None and (lookup is not None or not has_exists(query.where)):
+    """(where and start, when ``refilter``,) order and limit over some rows."""
+    keep: Callable[[Row], bool] = _always
+    after: Callable[[Row], bool] = _always
+    if refilter:
         keep = compile_predicate(query.where, schema, query.table, lookup)
-    else:
-        keep = _always
-    after = compile_start_filter(query)
+        after = compile_start_filter(query)
     key = compile_sort_key(query.order_by)
     limit = query.limit
 
@@ -67,11 +59,12 @@ def nest_rows(
     schema: Schema,
     rows_by_path: Mapping[str, Rows],
     *,
+    refilter: bool = False,
     lookup: RelatedRows | None = None,
 ) -> list[dict[str, Any]]:
-    """The hierarchical result of a bound row query from its candidate rows per path."""
-    roots = selector(query, schema, lookup)(rows_by_path.get("", ()))
-    return _nest(query, schema, "", roots, rows_by_path, lookup)
+    """The hierarchical result of a bound row query from its rows per path (see above)."""
+    roots = selector(query, schema, refilter, lookup)(rows_by_path.get("", ()))
+    return _nest(query, schema, "", roots, rows_by_path, refilter, lookup)
 
 
 def _nest(
@@ -80,6 +73,7 @@ def _nest(
     path: str,
     rows: list[Row],
     rows_by_path: Mapping[str, Rows],
+    refilter: bool,
     lookup: RelatedRows | None,
 ) -> list[dict[str, Any]]:
     out = [dict(r) for r in rows]
@@ -88,10 +82,12 @@ def _nest(
         rel = table.relationship(related.relationship)
         child_path = f"{path}.related.{rel.name}" if path else f"related.{rel.name}"
         candidates = _candidates(rel, schema, child_path, rows_by_path)
-        select = selector(related.query, schema, lookup)
+        select = selector(related.query, schema, refilter, lookup)
         per_parent = [select(candidates(r)) for r in rows]
         flat = [c for children in per_parent for c in children]
-        nested = iter(_nest(related.query, schema, child_path, flat, rows_by_path, lookup))
+        nested = iter(
+            _nest(related.query, schema, child_path, flat, rows_by_path, refilter, lookup)
+        )
         for parent, children in zip(out, per_parent, strict=True):
             built = [next(nested) for _ in children]
             if rel.kind == "many_to_one":
