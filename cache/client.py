@@ -75,6 +75,7 @@ class Client:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         backoff_base: float = 0.05,
         backoff_cap: float = 5.0,
+        expiry_interval: float = 1.0,
     ) -> None:
         self.url = url
         self.schema = schema
@@ -85,6 +86,7 @@ class Client:
         self._token = token
         self._rng, self._sleep = rng, sleep
         self._backoff = (backoff_base, backoff_cap)
+        self._expiry_interval = expiry_interval
         self.connection_state: BehaviorSubject[ConnectionState] = BehaviorSubject(
             ConnectionState.CONNECTING
         )
@@ -121,6 +123,7 @@ class Client:
         self._tasks = [
             asyncio.create_task(self._stream_loop(), name="querysync-stream"),
             asyncio.create_task(self._flush_loop(), name="querysync-outbox"),
+            asyncio.create_task(self._expiry_loop(), name="querysync-ttl"),
         ]
 
     async def close(self) -> None:
@@ -216,6 +219,25 @@ class Client:
             self._demote(outcome.demoted)
         self._refresh(outcome.tables | set(poke.complete), completed=set(poke.complete))
         self._publish_usage()
+
+    async def _expiry_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self._expiry_interval)
+            self.expire()
+
+    def expire(self) -> list[str]:
+        """Drop the inactive queries whose TTL has ended (on the injected clock): their rows
+        leave the store and they leave the server's desired set. Runs every
+        ``expiry_interval`` seconds; returns the dropped query ids."""
+        expired = [q for q in self.budget.expired() if q not in self._pins]
+        if not expired:
+            return []
+        with self.store.transaction():
+            self.local.drop_desired(expired)
+        log.info("dropped %d expired queries: %s", len(expired), ", ".join(expired))
+        self._spawn(self._declare([], expired))
+        self._publish_usage()
+        return expired
 
     def _on_query_error(self, event: QueryErrorEvent) -> None:
         self.local.drop_desired([event.query_id])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from cache import ConnectionState
-from queryplanner import Schema, col, table
-from server.testing import Api, issue, run_server
+from queryplanner import Schema, bind, col, table
+from server import create_app
+from server.testing import Api, issue, run_server, serve_app
 
 from ._live import Recorder, client_for, ids, online, run, seed, until
 
@@ -110,6 +111,36 @@ def test_reconnect_after_a_server_restart_resumes_with_no_gap(
             )
             assert local == [2, 3, 5, 6, 7]
             api.close()
+            await client.close()
+
+    run(body)
+
+
+def test_an_inactive_query_is_dropped_when_its_ttl_ends(demo_schema: Schema) -> None:
+    """The TTL runs on the injected clock; the query leaves the store and the server's set."""
+    now = [1000.0]
+    q = bind(table("issue").where(col("status") == "open").build(), demo_schema)
+
+    async def body() -> None:
+        app = create_app(demo_schema, anonymous=True)
+        with serve_app(app) as srv:
+            seed(srv.url).close()
+            client = client_for(srv.url, demo_schema, clock=lambda: now[0],
+                                expiry_interval=0.02)
+            await client.start()
+            rec = Recorder(client.subscribe(q, ttl=60))
+            await rec.complete()
+            records = srv.sync.engine.records
+            assert q.id in records[client.client_id].desired
+            rec.dispose()  # inactive: still cached, still desired
+            now[0] += 30
+            assert client.expire() == []
+            assert q.id in client.local.desired and client.store.count("issue") == 6
+            now[0] += 31
+            await until(lambda: q.id not in client.local.desired, "the TTL to end")
+            assert client.store.count("issue") == 0
+            await until(lambda: q.id not in records[client.client_id].desired,
+                        "the server to drop the query")
             await client.close()
 
     run(body)
