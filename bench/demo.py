@@ -108,8 +108,8 @@ def run_steps(page: Any, steps: list[tuple[str, str, str]], wait: str | None) ->
             raise RuntimeError(f"no complete render within 10 s after {kind} {sel} {value!r}")
         out.append(got)
         if wait:
-            page.wait_for_function(wait)  # let background work (counts, pokes) settle
-        time.sleep(0.05)
+            page.wait_for_function(wait)
+        time.sleep(0.25)  # a user's pace: the counts and the persistence run in between
     return out
 
 
@@ -140,6 +140,7 @@ def main() -> None:
             page.wait_for_function(ALL_COMPLETE)
             preload_s = time.perf_counter() - t
             usage = page.evaluate("window.demo.client.usage().bytes")
+            time.sleep(3)  # the preload's rows are written to IndexedDB in the background
             local = run_steps(page, LOCAL_STEPS, ALL_COMPLETE)
             ctx.close()
 

@@ -97,6 +97,8 @@ function render() {
 }
 
 let viewSub = null;
+let viewCompleted;
+const firstViewComplete = new Promise((resolve) => { viewCompleted = resolve; });
 function resubscribe() {
   const started = performance.now();
   const q = viewQuery();
@@ -104,6 +106,7 @@ function resubscribe() {
   viewSub = client.subscribe(q, (snap) => {
     state.rows = snap.rows;
     state.snapshot = snap;
+    if (snap.complete) viewCompleted();
     if (state.selected >= state.rows.length) state.selected = Math.max(0, state.rows.length - 1);
     render();
     const t = performance.now();
@@ -114,10 +117,13 @@ function resubscribe() {
   });
   window.demo.viewId = viewSub.id;
   if (old) old.unsubscribe();
-  resubscribeCounts();
+  // The counts after the list has painted: the list is what the user is waiting for.
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(resubscribeCounts, 0);
 }
 
 let countSub = null;
+let countsTimer = null;
 function resubscribeCounts() {
   const q = { table: "issue", aggregate: { groupBy: ["status"], measures: { n: { fn: "count" } } } };
   const where = filterWhere({ withStatus: false });
@@ -273,10 +279,13 @@ for (const [tableName, sel, text] of [["user", "#f-assignee", (r) => r.name], ["
     render(); // names in the rows come from these lookups
   });
 }
-client.subscribe({ table: "issue_label" }, () => {});
 // Preload issues so that filters are answered locally: the whole table when it fits the budget
 // comfortably (Linear's way), else the newest window the server allows (?preload=N forces one).
+// Only once the first view is complete: the server hydrates what is declared together in one
+// poke, and the first list must not wait for the whole table.
 let preloaded = false;
+await firstViewComplete;
+client.subscribe({ table: "issue_label" }, () => {});
 const total = client.subscribe({ table: "issue", aggregate: { measures: { n: { fn: "count" } } } }, (snap) => {
   if (preloaded || !snap.complete) return;
   preloaded = true;

@@ -57,6 +57,7 @@ export class Client {
     this.backoff = 250;
     this.generation = 0; // bumps when the set of complete queries changes
     this.closed = false;
+    this.pokes = [];
   }
 
   // -- lifecycle -------------------------------------------------------------------------
@@ -86,7 +87,9 @@ export class Client {
       this.clientId = randomId();
       this.persistAll = true;
     }
-    this.connect();
+    // On the next task: subscriptions made right after `await start()` are then declared in
+    // the first request, so the first view hydrates without waiting for the stream's hello.
+    setTimeout(() => this.connect(), 0);
   }
 
   async claimSlot(base) {
@@ -212,7 +215,11 @@ export class Client {
   }
 
   onPoke(poke, id) {
+    const t0 = performance.now();
     const touched = this.store.applyPoke(poke);
+    // The last pokes, for the cache panel and the benchmark: when, how big, how long to apply.
+    this.pokes.push({ t: t0, version: poke.version, rows: Object.values(poke.put ?? {}).reduce((n, r) => n + r.length, 0), complete: Object.keys(poke.complete ?? {}), ms: performance.now() - t0 });
+    if (this.pokes.length > 50) this.pokes.shift();
     if (id) this.lastEventId = id; // opaque: the server's resume token
     if (Object.keys(poke.complete ?? {}).length) this.generation++;
     for (const outcome of poke.mutations ?? []) this.settle({ ...outcome, version: poke.version });

@@ -124,7 +124,9 @@ export function covers(complete, q, schema, count) {
   if (q.limit === 0) return { covered: true, by: [], reason: "the result is empty whatever the data" };
   if (hasNotExists(q.where)) return { covered: false, by: [], reason: "NOT and NOT EXISTS are only answered by the server (the JS planner does not push NOT inward yet)" };
   let overlapping = 0;
-  for (const c of complete) {
+  // Unlimited queries first: they answer without counting rows, windows need a count.
+  const ordered = [...complete].sort((a, b) => (a.query.limit == null ? 0 : 1) - (b.query.limit == null ? 0 : 1));
+  for (const c of ordered) {
     const cq = c.query;
     if (cq.table !== q.table || cq.aggregate) continue;
     if (!implies(q.where, cq.where ?? null, schema, q.table)) continue;

@@ -168,8 +168,10 @@ export function evaluate(q, schema, rows, lookup, tableName = q.table) {
   const after = compileStartFilter(q);
   const selected = [];
   for (const r of rows) if (keep(r) && after(r)) selected.push(r);
-  selected.sort(compileComparator(q.orderBy));
-  const out = q.limit === undefined || q.limit === null ? selected : selected.slice(0, q.limit);
+  const cmp = compileComparator(q.orderBy);
+  const limited = q.limit !== undefined && q.limit !== null;
+  const out = limited && selected.length > 4 * q.limit ? topK(selected, q.limit, cmp)
+    : limited ? selected.sort(cmp).slice(0, q.limit) : selected.sort(cmp);
   if (!q.related) return out;
   return out.map((row) => {
     const nested = { ...row };
@@ -179,6 +181,39 @@ export function evaluate(q, schema, rows, lookup, tableName = q.table) {
     }
     return nested;
   });
+}
+
+/** The first `k` rows in `cmp` order, sorted: a bounded max-heap, O(n log k) not O(n log n). */
+export function topK(rows, k, cmp) {
+  if (k <= 0) return [];
+  const heap = []; // max-heap on cmp: heap[0] is the worst row kept
+  const down = (i) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && cmp(heap[l], heap[m]) > 0) m = l;
+      if (r < heap.length && cmp(heap[r], heap[m]) > 0) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+  };
+  for (const row of rows) {
+    if (heap.length < k) {
+      heap.push(row);
+      for (let i = heap.length - 1; i > 0;) {
+        const p = (i - 1) >> 1;
+        if (cmp(heap[i], heap[p]) <= 0) break;
+        [heap[i], heap[p]] = [heap[p], heap[i]];
+        i = p;
+      }
+    } else if (cmp(row, heap[0]) < 0) {
+      heap[0] = row;
+      down(0);
+    }
+  }
+  return heap.sort(cmp);
 }
 
 /** count / sum / min / max / avg grouped by columns; groups ordered by the group columns. */

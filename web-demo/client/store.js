@@ -29,6 +29,8 @@ export class LocalStore {
     this.overBudget = false;
     this.dirty = new Map(); // `${table}|${key}` -> row | null, for persistence
     this.cleared = false;
+    this.epoch = 0; // bumps on every change of the visible rows (memo key)
+    this.memo = new Map(); // query id -> {epoch, rows}: window results for coverage counts
     for (const name of Object.keys(schema.tables)) {
       this.base.set(name, new Map());
       this.rowSize.set(name, new Map());
@@ -59,6 +61,7 @@ export class LocalStore {
     const size = rowBytes(this.schema.tables[tableName], row);
     this.bytes += size - (this.rowSize.get(tableName).get(key) ?? 0);
     rows.set(key, row);
+    this.epoch++;
     this.rowSize.get(tableName).set(key, size);
     this._index(tableName, key, row);
     this.dirty.set(`${tableName}|${key}`, row);
@@ -70,6 +73,7 @@ export class LocalStore {
     if (!old) return;
     this._unindex(tableName, key, old);
     rows.delete(key);
+    this.epoch++;
     this.bytes -= this.rowSize.get(tableName).get(key) ?? 0;
     this.rowSize.get(tableName).delete(key);
     this.dirty.set(`${tableName}|${key}`, null);
@@ -180,6 +184,7 @@ export class LocalStore {
   reset() {
     for (const name of this.base.keys()) { this.base.set(name, new Map()); this.rowSize.set(name, new Map()); }
     this.indexes.clear();
+    this.epoch++;
     this.bytes = 0;
     this.dirty.clear();
     this.cleared = true;
@@ -190,6 +195,7 @@ export class LocalStore {
 
   setPending(mutations) {
     this.pending = mutations;
+    this.epoch++;
     this.overlay = new Map();
     for (const m of mutations) {
       const t = this.schema.tables[m.table];
@@ -229,7 +235,15 @@ export class LocalStore {
 
   /** Rows of a complete query's result that satisfy `q`'s where (all of them when q is null). */
   countMatching(entry, q) {
-    const rows = evaluate(entry.query, this.schema, this.rows(entry.query.table), this);
+    // A window's rows, without nesting its related children, computed once per store change:
+    // coverage asks this for every window on every new subscription.
+    let memo = this.memo.get(entry.id);
+    if (!memo || memo.epoch !== this.epoch) {
+      const flat = { ...entry.query, related: undefined };
+      memo = { epoch: this.epoch, rows: evaluate(flat, this.schema, this.rows(entry.query.table), this) };
+      this.memo.set(entry.id, memo);
+    }
+    const rows = memo.rows;
     if (!q) return rows.length;
     const keep = compilePredicate(q.where, this.schema, q.table, this);
     return rows.reduce((n, r) => n + (keep(r) ? 1 : 0), 0);

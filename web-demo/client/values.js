@@ -30,6 +30,8 @@ export function compareValues(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+const PLAIN_SECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/;
+const PLAIN_MICROS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/;
 const TS = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/;
 
 /**
@@ -38,6 +40,9 @@ const TS = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](
  */
 export function timestampKey(value) {
   if (typeof value !== "string") throw new TypeError(`Not an ISO 8601 timestamp: ${JSON.stringify(value)}`);
+  // Fast paths for what the server sends (seconds, or microseconds): a poke holds thousands.
+  if (value.length === 19 && PLAIN_SECONDS.test(value)) return `${value}.000000`;
+  if (value.length === 26 && PLAIN_MICROS.test(value)) return value;
   const m = TS.exec(value);
   if (!m) throw new TypeError(`Not an ISO 8601 timestamp: ${JSON.stringify(value)}`);
   const [, y, mo, d, h = "00", mi = "00", s = "00", frac = "", tz] = m;
@@ -71,12 +76,25 @@ export function formatFloat(v) {
 
 const utf8 = new TextEncoder();
 
+/** UTF-8 length of a string without encoding it (a lone surrogate counts 3, as U+FFFD). */
+export function utf8Length(text) {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { n += 4; i++; }
+    else n += 3;
+  }
+  return n;
+}
+
 /** Encoded size of one value, as queryplanner.wire.value_bytes. */
 export function valueBytes(type, value) {
   if (value === null || value === undefined || typeof value === "boolean") return 4;
   if (typeof value === "number") return 8;
   if (type === "timestamp") return 8;
-  if (typeof value === "string" && type !== "json") return utf8.encode(value).length;
+  if (typeof value === "string" && type !== "json") return utf8Length(value);
   return utf8.encode(JSON.stringify(value)).length;
 }
 
