@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,9 +31,12 @@ class Change:
     key: tuple[Any, ...] | None  # None for a bulk load of the whole table
     op: ChangeOp
     columns: tuple[str, ...] = ()  # the changed columns of an update
+    # The row after the change (insert, update), so that a maintainer can tell whether a change
+    # may touch a query without running it; not counted in the log's byte window.
+    row: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def size(self) -> int:
-        return 64 + 16 * len(self.key or ()) + 16 * len(self.columns)
+        return 64 + 16 * len(self.key or ()) + 16 * len(self.columns) + 24 * len(self.row or ())
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from queryplanner import Condition, Exists, Schema, compile_predicate
+from queryplanner import Condition, Schema, compile_predicate
 from queryplanner.errors import SchemaError
-from queryplanner.query import And, Not, Or
 from queryplanner.rules import RuleSet, parse_rules
 
 from .auth import Principal
 from .mutations import WriteCheck
+from .subscriptions import has_exists
 
 
 class Permissions:
@@ -90,12 +90,3 @@ class Permissions:
 
         return check
 
-
-def has_exists(cond: Condition) -> bool:
-    if isinstance(cond, Exists):
-        return True
-    if isinstance(cond, And | Or):
-        return any(has_exists(t) for t in cond.terms)
-    if isinstance(cond, Not):
-        return has_exists(cond.term)
-    return False

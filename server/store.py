@@ -174,7 +174,10 @@ class Store:
                 MutationResult(r.id, r.status, r.reason, version if r.status == "applied" else None)
                 for r in decided.results
             )
-            changes = tuple(Change(c.table, c.key, c.op, c.columns) for c in decided.changes)  # type: ignore[arg-type]
+            changes = tuple(
+                Change(c.table, c.key, c.op, c.columns, c.row)  # type: ignore[arg-type]
+                for c in decided.changes
+            )
         except duckdb.Error as exc:
             # Our checks passed but DuckDB refused: reject the whole batch, still recorded.
             cur.execute("ROLLBACK")

@@ -13,13 +13,22 @@ touched and diffs; the incremental engine replaces it without touching the trans
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import duckdb
 
-from queryplanner import Column, ColumnType, Condition, Exists, Query, Schema, Table
+from queryplanner import (
+    Column,
+    ColumnType,
+    Condition,
+    Exists,
+    Query,
+    Schema,
+    Table,
+    compile_predicate,
+)
 from queryplanner.query import And, Not, Or
 from queryplanner.sql import RowSetSQL, compile_row_sets
 from queryplanner.wire import encode_row
@@ -70,6 +79,31 @@ class Subscription:
         self.tables = dependencies(query, schema, rules) | {r.table for r in self.row_sets}
         self.result: dict[RowKey, WireRow] = {}
         self.clients: set[str] = set()
+        # A one-table query without EXISTS: a changed row can only matter if it is in the
+        # result or matches the condition, which Python can test without running SQL.
+        self.row_test: Callable[[Mapping[str, Any]], bool] | None = None
+        rule = rules.get(query.table)
+        if not query.related and self.tables == {query.table} and not (
+            has_exists(query.where) or has_exists(rule)
+        ):
+            terms = tuple(c for c in (query.where, rule) if c is not None)
+            cond = None if not terms else terms[0] if len(terms) == 1 else And(terms)
+            self.row_test = compile_predicate(cond, schema, query.table)
+
+    def may_change(self, batches: Sequence[ChangeBatch]) -> bool:
+        """False only when no change of ``batches`` can alter this subscription's result."""
+        if self.row_test is None:
+            return True
+        table = self.query.table
+        for b in batches:
+            for c in b.changes:
+                if c.table != table:
+                    continue
+                if c.key is None or (table, c.key) in self.result:
+                    return True
+                if c.row is not None and self.row_test(c.row):
+                    return True
+        return False
 
     def run(self, cur: duckdb.DuckDBPyConnection) -> dict[RowKey, WireRow]:
         out: dict[RowKey, WireRow] = {}
@@ -148,6 +182,16 @@ def _cond_tables(
         _table_tables(rel.target, cond.where, schema, rules, out)
 
 
+def has_exists(cond: Condition | None) -> bool:
+    if isinstance(cond, Exists):
+        return True
+    if isinstance(cond, And | Or):
+        return any(has_exists(t) for t in cond.terms)
+    if isinstance(cond, Not):
+        return has_exists(cond.term)
+    return False
+
+
 class Maintainer(Protocol):
     def changes(
         self,
@@ -175,6 +219,8 @@ class RerunMaintainer:
         touched = None if batches is None else touched_tables(batches)
         for sub in subscriptions:
             if touched is not None and not (sub.tables & touched):
+                continue
+            if batches is not None and not sub.may_change(batches):
                 continue
             new = sub.run(cur)
             delta = diff(sub.result, new)

@@ -1,0 +1,346 @@
+"""Fan-out of live changes: 100 SSE clients x 10 live queries while 200 writes/s commit.
+
+    python bench/server_fanout.py [--clients 100] [--seconds 20] [--writes-per-s 200]
+
+The sync server runs in its own process (so its CPU can be read from /proc); the clients and the
+writer run here on asyncio with httpx / httpx-sse. Each client desires 10 of 20 distinct live
+queries (issues of one project that are open, by priority, limit 50), so subscriptions are
+shared. The writer commits 40 batches/s of 5 row updates (status, priority, title of random
+issues) through ``POST /mutate``.
+
+Write-to-client latency of a poke = its arrival time minus the send time of the oldest commit it
+carries (the first version after the client's previous poke). Baseline, same run, same clients:
+a raw sse-starlette app that streams one pre-encoded event of the same size as an average poke
+as fast as the connections take it — the fan-out ceiling. ``delivered_ratio`` is our delivered
+events/s over that ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import orjson
+from httpx_sse import aconnect_sse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import Metric, percentile, report
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "server" / "demo" / "schema.json"
+PROJECTS = 20
+ISSUES = 5000
+STATUSES = ("open", "in_progress", "done")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _seed(db: Path) -> None:
+    from queryplanner import Schema
+    from queryplanner.sql import create_table_sql
+
+    schema = Schema.load(SCHEMA_PATH)
+    con = duckdb.connect(str(db))
+    for ddl in create_table_sql(schema, version_column="_v"):
+        con.execute(ddl)
+    con.execute("INSERT INTO team VALUES (1, 'ENG', 'Engineering', 0)")
+    con.execute(
+        f"INSERT INTO project SELECT i, 1, 'p' || i, 0 FROM range(1, {PROJECTS + 1}) t(i)"
+    )
+    con.execute("INSERT INTO \"user\" SELECT i, 'u' || i, NULL, 0 FROM range(1, 11) t(i)")
+    con.execute(
+        f"""INSERT INTO issue SELECT i, 1 + i % {PROJECTS}, 'issue ' || i, NULL,
+            ['open', 'in_progress', 'done'][1 + i % 3], i % 4, NULL, 1 + i % 10, 'public', NULL,
+            i::DOUBLE, TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-01', 0
+            FROM range(1, {ISSUES + 1}) t(i)"""
+    )
+    con.close()
+
+
+# -- the server processes ------------------------------------------------------------------
+
+
+def _serve_sync(port: int, db: str) -> None:
+    import uvicorn
+
+    from queryplanner import Schema
+    from server import create_app
+
+    app = create_app(Schema.load(SCHEMA_PATH), db_path=db, anonymous=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def _serve_raw(port: int, size: int) -> None:
+    import uvicorn
+    from sse_starlette import EventSourceResponse, ServerSentEvent
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    payload = orjson.dumps({"version": 1, "put": {"issue": [{"x": "y" * max(size - 40, 1)}]}})
+    data = payload.decode()
+
+    async def sync(request: Request) -> EventSourceResponse:
+        async def events() -> Any:
+            n = 0
+            while True:
+                n += 1
+                yield ServerSentEvent(data=data, event="poke", id=str(n))
+                await asyncio.sleep(0)  # let other connections and disconnects run
+
+        return EventSourceResponse(events(), ping=15)
+
+    uvicorn.run(Starlette(routes=[Route("/sync", sync)]), host="127.0.0.1", port=port,
+                log_level="warning")
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT)
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server process exited")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _log(msg: str) -> None:
+    print(f"[server_fanout] {msg}", file=sys.stderr, flush=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- clients -------------------------------------------------------------------------------
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.events = 0
+        self.bytes = 0
+        self.sent_at: dict[int, float] = {}
+        self.measuring = False
+
+
+async def _client(url: str, cid: str, stats: Stats, stop: asyncio.Event, ours: bool) -> None:
+    last_version = None
+    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(None, connect=10)) as c:
+        params = {"clientId": cid, "schemaVersion": "1"}
+        async with aconnect_sse(c, "GET", "/sync", params=params) as es:
+            async for sse in es.aiter_sse():
+                if stop.is_set():
+                    return
+                if sse.event != "poke":
+                    continue
+                now = time.perf_counter()
+                if not stats.measuring:
+                    if ours:
+                        last_version = orjson.loads(sse.data)["version"]
+                    continue
+                stats.events += 1
+                stats.bytes += len(sse.data)
+                if ours:
+                    version = orjson.loads(sse.data)["version"]
+                    oldest = (last_version or version - 1) + 1
+                    sent = stats.sent_at.get(oldest) or stats.sent_at.get(version)
+                    if sent is not None:
+                        stats.latencies.append((now - sent) * 1000)
+                    last_version = version
+
+
+async def _add_queries(url: str, clients: int, schema: Any) -> None:
+    from queryplanner import parse_query, query_id
+
+    docs = [
+        {"table": "issue", "where": {"and": [
+            {"column": "project_id", "op": "=", "value": p},
+            {"column": "status", "op": "=", "value": "open"}]},
+         "orderBy": [["priority", "desc"]], "limit": 50}
+        for p in range(1, PROJECTS + 1)
+    ]
+    ids = [query_id(parse_query(d, schema)) for d in docs]
+    rng = random.Random(7)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        for i in range(clients):
+            pick = rng.sample(range(PROJECTS), 10)
+            body = {"clientId": f"bench-client-{i:04d}", "schemaVersion": 1,
+                    "add": [{"id": ids[k], "query": docs[k], "ttl": 600} for k in pick]}
+            r = await c.post("/queries", json=body)
+            r.raise_for_status()
+
+
+async def _writer(url: str, rate: int, stats: Stats, stop: asyncio.Event) -> int:
+    rng = random.Random(11)
+    per_batch = 5
+    interval = per_batch / rate
+    next_id = 1
+    committed = 0
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        start = time.perf_counter()
+        k = 0
+        while not stop.is_set():
+            muts = []
+            for _ in range(per_batch):
+                muts.append({"id": next_id, "op": "update", "table": "issue",
+                             "key": [rng.randint(1, ISSUES)],
+                             "set": {"status": rng.choice(STATUSES), "priority": rng.randint(0, 3),
+                                     "title": f"t{next_id}"}})
+                next_id += 1
+            t0 = time.perf_counter()
+            r = await c.post("/mutate", json={"clientId": "bench-writer-0001", "schemaVersion": 1,
+                                              "mutations": muts})
+            r.raise_for_status()
+            stats.sent_at[r.json()["version"]] = t0
+            committed += per_batch
+            k += 1
+            delay = start + k * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+    return committed
+
+
+async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int) -> dict[str, Any]:
+    from queryplanner import Schema
+
+    await _add_queries(url, clients, Schema.load(SCHEMA_PATH))
+    _log("queries added; connecting clients")
+    stats = Stats()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(_client(url, f"bench-client-{i:04d}", stats, stop, True))
+             for i in range(clients)]
+    await asyncio.sleep(3)  # connect and hydrate
+    writer_stop = asyncio.Event()
+    writer = asyncio.create_task(_writer(url, rate, stats, writer_stop))
+    await asyncio.sleep(1)
+    stats.measuring = True
+    _log("measuring")
+    cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(seconds)
+    stats.measuring = False
+    cpu1, t1 = _cpu_seconds(pid), time.perf_counter()
+    writer_stop.set()
+    writes = await writer
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks, timeout=10)
+    return {"stats": stats, "elapsed": t1 - t0, "cpu": (cpu1 - cpu0) / (t1 - t0),
+            "writes": writes}
+
+
+async def _run_raw(url: str, clients: int, seconds: float) -> Stats:
+    stats = Stats()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(_client(url, f"raw-client-{i:04d}", stats, stop, False))
+             for i in range(clients)]
+    await asyncio.sleep(2)
+    stats.measuring = True
+    await asyncio.sleep(seconds)
+    stats.measuring = False
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks, timeout=10)
+    return stats
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--writes-per-s", type=int, default=200)
+    p.add_argument("--serve", nargs=2, metavar=("PORT", "DB"))
+    p.add_argument("--raw", nargs=2, metavar=("PORT", "SIZE"))
+    args = p.parse_args()
+    if args.serve:
+        _serve_sync(int(args.serve[0]), args.serve[1])
+        return
+    if args.raw:
+        _serve_raw(int(args.raw[0]), int(args.raw[1]))
+        return
+
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"qs-fanout-{os.getpid()}.duckdb"
+    tmp.unlink(missing_ok=True)
+    _seed(tmp)
+    port = _free_port()
+    proc = _spawn(["--serve", str(port), str(tmp)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_up(url + "/schema", proc)
+        ours = asyncio.run(_run_ours(url, args.clients, args.seconds, args.writes_per_s, proc.pid))
+    finally:
+        _stop(proc)
+        tmp.unlink(missing_ok=True)
+    stats: Stats = ours["stats"]
+    avg_size = int(stats.bytes / stats.events) if stats.events else 200
+    _log(f"sync run done: {stats.events} events; raw ceiling next")
+    raw_port = _free_port()
+    raw = _spawn(["--raw", str(raw_port), str(avg_size)])
+    try:
+        _wait_up(f"http://127.0.0.1:{raw_port}/nothing", raw)
+        raw_stats = asyncio.run(_run_raw(f"http://127.0.0.1:{raw_port}", args.clients, 8))
+    finally:
+        _stop(raw)
+    events_per_s = stats.events / ours["elapsed"]
+    ceiling = raw_stats.events / 8
+    lat = stats.latencies or [float("nan")]
+    report(
+        "server_fanout",
+        scenario=(
+            f"{args.clients} SSE clients x 10 live queries (20 distinct, shared), "
+            f"{args.writes_per_s} row updates/s in batches of 5, loopback, server in its own "
+            "process"
+        ),
+        parameters={"clients": args.clients, "queries_per_client": 10,
+                    "distinct_queries": PROJECTS, "writes_per_s": args.writes_per_s,
+                    "seconds": args.seconds, "issues": ISSUES, "avg_poke_bytes": avg_size},
+        metrics={
+            "latency_p50_ms": Metric(percentile(lat, 50), "ms"),
+            "latency_p99_ms": Metric(percentile(lat, 99), "ms"),
+            "latency_mean_ms": Metric(statistics.fmean(lat), "ms"),
+            "events_per_s": Metric(events_per_s, "events/s"),
+            "raw_ceiling_events_per_s": Metric(ceiling, "events/s"),
+            "delivered_ratio": Metric(events_per_s / ceiling if ceiling else 0.0, "ratio"),
+            "writes_committed_per_s": Metric(ours["writes"] / (ours["elapsed"] + 1), "rows/s"),
+            "server_cpu_cores": Metric(ours["cpu"], "cores"),
+        },
+        baseline={"raw_sse_starlette_events_per_s": Metric(ceiling, "events/s")},
+    )
+
+
+if __name__ == "__main__":
+    main()
