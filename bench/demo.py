@@ -27,11 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _harness import Metric, percentile, report  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+from _harness import Metric, percentile, report
+from playwright.sync_api import sync_playwright
 
-from server.demo.process import CHROMIUM, CHROMIUM_ARGS, DemoProcess  # noqa: E402
-from server.demo.seed import DEFAULT_ISSUES, seed  # noqa: E402
+from server.demo.process import CHROMIUM, CHROMIUM_ARGS, DemoProcess
+from server.demo.seed import DEFAULT_ISSUES, seed
 
 ALL_COMPLETE = """() => window.demo && window.demo.client &&
   window.demo.client.usage().queries.every((q) => q.complete)"""
@@ -100,7 +100,11 @@ def first_list(browser: Any, url: str, renders: str) -> float:
         ctx.close()
 
 
-def run_steps(page: Any, steps: list[tuple[str, str, str]], wait: str | None) -> list[dict[str, Any]]:
+Step = tuple[str, str, str]
+ASSIGNEES_LOADED = "() => document.querySelectorAll('#f-assignee option').length > 20"
+
+
+def run_steps(page: Any, steps: list[Step], wait: str | None) -> list[dict[str, Any]]:
     out = []
     for sel, kind, value in steps:
         got = page.evaluate(MEASURE, [sel, kind, value, 10_000])
@@ -132,7 +136,8 @@ def main() -> None:
             browser = launch(p)
             app_first = [first_list(browser, demo.url, "window.demo?.renders")
                          for _ in range(args.repeat)]
-            base_first = [first_list(browser, f"{demo.url}baseline.html", "window.baseline?.renders")
+            base_url = f"{demo.url}baseline.html"
+            base_first = [first_list(browser, base_url, "window.baseline?.renders")
                           for _ in range(args.repeat)]
 
             ctx, page = new_page(browser, demo.url)
@@ -146,13 +151,13 @@ def main() -> None:
 
             ctx, page = new_page(browser, f"{demo.url}?preload=2000")
             page.wait_for_function(ALL_COMPLETE)
-            page.wait_for_function("() => document.querySelectorAll('#f-assignee option').length > 20")
+            page.wait_for_function(ASSIGNEES_LOADED)
             remote = run_steps(page, SERVER_STEPS, None)
             ctx.close()
 
-            ctx, page = new_page(browser, f"{demo.url}baseline.html")
+            ctx, page = new_page(browser, base_url)
             page.wait_for_function("() => window.baseline?.renders.length > 0")
-            page.wait_for_function("() => document.querySelectorAll('#f-assignee option').length > 20")
+            page.wait_for_function(ASSIGNEES_LOADED)
             base_local = run_steps(page, LOCAL_STEPS, None)
             base_remote = run_steps(page, SERVER_STEPS, None)
             ctx.close()
