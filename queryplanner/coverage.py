@@ -28,11 +28,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from . import intervals as iv
 from .coverage_implies import cubes_meet, implies
 from .coverage_normal import ColumnKinds, Cube, normalize
 from .predicate import compile_sort_key
 from .query import Condition, Exists, OrderBy, Query, Start
 from .schema import ColumnType, Schema
+
+
+@dataclass(frozen=True)
+class Normal:
+    """A condition's normal form and the columns it pins to a few values (see ``pinned``)."""
+
+    cubes: tuple[Cube, ...] | None
+    pins: dict[str, frozenset[object]]
+    # Nullable columns that every cube requires to be NOT NULL: such a complete query holds
+    # none of q's rows where that column is NULL (a cheap reason to say "not covered").
+    needs_value: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -42,10 +54,23 @@ class CompleteQuery:
     query: Query
     version: int
     id: str = field(default="", compare=False)
+    _normal: dict[str, Normal] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", self.query.id)
+
+    def normal(self, schema: Schema) -> Normal:
+        """The normal form of the condition (computed once per schema: decisions are hot)."""
+        found = self._normal.get(schema.hash)
+        if found is None:
+            kinds = column_kinds(schema, self.query.table)
+            cubes = normalize(self.query.where, kinds)
+            found = Normal(cubes, pinned(cubes, kinds), _needs_value(cubes, kinds))
+            self._normal[schema.hash] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,37 @@ def column_kinds(schema: Schema, table: str) -> ColumnKinds:
 
 def cubes_of(schema: Schema, table: str, cond: Condition | None) -> tuple[Cube, ...] | None:
     return normalize(cond, column_kinds(schema, table))
+
+
+def pinned(cubes: tuple[Cube, ...] | None, kinds: ColumnKinds) -> dict[str, frozenset[object]]:
+    """Columns held to a small finite set of non-NULL values in every cube, with the values."""
+    if not cubes:
+        return {}
+    out: dict[str, frozenset[object]] | None = None
+    for cube in cubes:
+        here: dict[str, frozenset[object]] = {}
+        for name, cs in cube.columns:
+            if cs.null and name not in kinds.nonnull:
+                continue
+            pts = iv.finite_points(cs.values, name in kinds.discrete)
+            if pts is not None:
+                here[name] = pts
+        out = here if out is None else {k: out[k] | here[k] for k in out.keys() & here.keys()}
+        if not out:
+            return {}
+    return out or {}
+
+
+def _needs_value(cubes: tuple[Cube, ...] | None, kinds: ColumnKinds) -> frozenset[str]:
+    if not cubes:
+        return frozenset()
+    sets = [{n for n, cs in c.columns if not cs.null and n not in kinds.nonnull} for c in cubes]
+    return frozenset(set.intersection(*sets))
+
+
+def _null_ok(q_cubes: tuple[Cube, ...], column: str) -> bool:
+    """May q's rows have NULL in ``column`` (in every branch of its condition)?"""
+    return all(a.get(column).null for a in q_cubes)
 
 
 def _exists_atoms(cubes: Iterable[Cube]) -> list[Exists]:
@@ -188,7 +244,7 @@ def subtree_covered(
 
 def _union(
     q_cubes: tuple[Cube, ...], pool: Sequence[tuple[CompleteQuery, tuple[Cube, ...]]],
-    kinds: ColumnKinds,
+    kinds: ColumnKinds, order: dict[str, int],
 ) -> tuple[CompleteQuery, ...] | None:
     flat: list[Cube] = []
     owner: list[int] = []
@@ -198,7 +254,8 @@ def _union(
     used = implies(q_cubes, flat, kinds)
     if used is None:
         return None
-    return tuple(pool[i][0] for i in sorted({owner[j] for j in used}))
+    by = [pool[i][0] for i in {owner[j] for j in used}]
+    return tuple(sorted(by, key=lambda c: order[c.id]))
 
 
 def decide(
@@ -225,23 +282,50 @@ def decide(
     if any(e.negated for e in exists):
         return Coverage(False, (), "NOT EXISTS is only answered by the server")
     pool: list[tuple[CompleteQuery, tuple[Cube, ...]]] = []
+    blocked: list[tuple[CompleteQuery, tuple[Cube, ...]]] = []
     windows: list[tuple[CompleteQuery, tuple[Cube, ...]]] = []
+    q_pins = pinned(q_cubes, d)
+    null_ok: dict[str, bool] = {}
     for c in candidates:
         cq = c.query
         if cq.table != table or cq.aggregate is not None:
             continue
-        c_cubes = cubes_of(schema, table, cq.where)
-        if c_cubes is None or not any(cubes_meet(a, b, d) for a in q_cubes for b in c_cubes):
+        normal = c.normal(schema)
+        c_cubes = normal.cubes
+        if c_cubes is None or not normal.pins.keys() <= q_pins.keys():
+            # A complete query pinning a column to a few values can only hold q when q pins
+            # it too (a union with other complete queries could, but that is not searched,
+            # which keeps the index exact).
             continue
         if not subtree_covered(cq, q, exists, schema, table):
+            continue
+        is_blocked = False
+        for col in normal.needs_value:
+            if col not in null_ok:
+                null_ok[col] = _null_ok(q_cubes, col)
+            is_blocked = is_blocked or null_ok[col]
+        if is_blocked:
+            # It cannot hold q alone; it may still complete a union, so keep it for that.
+            blocked.append((c, c_cubes))
+            continue
+        if not any(cubes_meet(a, b, d) for a in q_cubes for b in c_cubes):
             continue
         if cq.limit is None and cq.start is None:
             pool.append((c, c_cubes))
         else:
             windows.append((c, c_cubes))
     if not pool and not windows:
-        return Coverage(False, (), "no complete query overlaps it")
-    by = _union(q_cubes, pool, d)
+        # q's rows with NULL in every such column are in no complete query.
+        why = "holds its rows" if blocked else "overlaps it"
+        return Coverage(False, (), f"no complete query {why}")
+    order = {c.id: i for i, c in enumerate(candidates)}
+    for c, c_cubes in blocked:
+        cq = c.query
+        if cq.limit is None and cq.start is None:
+            pool.append((c, c_cubes))
+        else:
+            windows.append((c, c_cubes))
+    by = _union(q_cubes, pool, d, order)
     if by is not None:
         return Coverage(True, by, "its condition implies the union of complete queries")
     for c, c_cubes in windows:
@@ -254,7 +338,7 @@ def decide(
             size = _window_size(c, rows)
             if c.query.start is None and size is not None and size < (c.query.limit or 0):
                 pool.append((c, c_cubes))
-        by = _union(q_cubes, pool, d)
+        by = _union(q_cubes, pool, d, order)
         if by is not None:
             return Coverage(True, by, "its condition implies the union of complete queries "
                                       "(windows holding fewer rows than their limit)")

@@ -36,7 +36,10 @@ def cube_within(a: Cube, b: Cube, kinds: ColumnKinds) -> bool:
 def cubes_meet(a: Cube, b: Cube, kinds: ColumnKinds) -> bool:
     """Could a row be in both cubes? (False only when provably not.)"""
     for name, cs in b.columns:
-        if _none(intersect_sets(a.get(name), cs, name in kinds.discrete), name, kinds):
+        mine = a.get(name)
+        if mine.null and cs.null and name not in kinds.nonnull:
+            continue
+        if not iv.meets(mine.values, cs.values):
             return False
     return True
 
@@ -58,7 +61,64 @@ def cube_covered(
     a: Cube, bs: Sequence[Cube], kinds: ColumnKinds, budget: int = SPLIT_BUDGET
 ) -> frozenset[int] | None:
     """The indexes of the ``bs`` that together hold ``a``, or None when that is not shown."""
-    return _covered(a, list(enumerate(bs)), kinds, _Budget(budget))
+    for i, b in enumerate(bs):
+        if cube_within(a, b, kinds):
+            return frozenset((i,))
+    live = [(i, b) for i, b in enumerate(bs) if b.atoms <= a.atoms and cubes_meet(a, b, kinds)]
+    if not live or _escapes(a, [b for _, b in live], kinds):
+        return None
+    return _covered(a, live, kinds, _Budget(budget))
+
+
+_UNKNOWN = object()
+
+
+def _witness_values(a: Cube, name: str, bs: Sequence[Cube], kinds: ColumnKinds) -> list[object]:
+    """A few values (None for NULL) that a row of ``a`` can take in column ``name``."""
+    mine = a.get(name)
+    if any(atom.column == name for atom in a.atoms):
+        return [_UNKNOWN]  # a LIKE atom restricts it in ways the value set does not show
+    out: list[object] = []
+    if mine.null and name not in kinds.nonnull:
+        out.append(None)
+    for part in mine.values[:3]:
+        if part.lo_closed:
+            out.append(part.lo)
+        elif part.hi_closed:
+            out.append(part.hi)
+    if not out and mine.values == iv.ALL:
+        # Any value of the column's type will do: one above every value the bs mention.
+        seen = [p.hi for b in bs for p in b.get(name).values if p.hi_closed]
+        if seen and all(type(v) is type(seen[0]) for v in seen):
+            top = max(seen)
+            if isinstance(top, str):
+                out.append(top + "\0")
+            elif isinstance(top, int | float) and not isinstance(top, bool):
+                out.append(top + 1)
+    return out or [_UNKNOWN]
+
+
+def _holds(cs: ColumnSet, value: object, name: str, kinds: ColumnKinds, disc: bool) -> bool:
+    if value is None:
+        return cs.null and name not in kinds.nonnull
+    return iv.subset(iv.points((value,), disc), cs.values, disc)
+
+
+def _escapes(a: Cube, bs: Sequence[Cube], kinds: ColumnKinds, tries: int = 4) -> bool:
+    """Is there a row of ``a`` in none of the ``bs``? Checked on a few corner rows of ``a``;
+    False means only "not found", so the full search still decides."""
+    names = sorted({name for b in bs for name, _ in b.columns})
+    options = {name: _witness_values(a, name, bs, kinds) for name in names}
+    for k in range(tries):
+        row = {name: vals[k % len(vals)] for name, vals in options.items()}
+        if all(
+            any(row[name] is not _UNKNOWN
+                and not _holds(cs, row[name], name, kinds, name in kinds.discrete)
+                for name, cs in b.columns)
+            for b in bs
+        ):
+            return True
+    return False
 
 
 def _covered(

@@ -3,10 +3,10 @@
 Complete queries are grouped by table. Within a table, a query whose condition pins a column
 to a few values in every branch (``project_id = 3``, ``status IN ('todo', 'done')``) is filed
 under one such "home" column and each of its values; the rest are "unkeyed". A query q that
-pins the same column only needs the complete queries filed under its values, plus every
-complete query filed under other columns or none. The skipped ones are provably disjoint
-from q, and ``coverage.decide`` ignores disjoint complete queries, so the index gives exactly
-the answer of the full scan (``coverage.covers``), which the tests check.
+pins the same column only needs the complete queries filed under its values, plus the unkeyed
+ones. The skipped ones are either provably disjoint from q or pin a column that q does not
+pin, and ``coverage.decide`` ignores both kinds, so the index gives exactly the answer of the
+full scan (``coverage.covers``), which the tests check.
 """
 
 from __future__ import annotations
@@ -14,9 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import intervals as iv
-from .coverage import CachedRows, CompleteQuery, Coverage, column_kinds, cubes_of, decide
-from .coverage_normal import ColumnKinds, Cube
+from .coverage import (
+    CachedRows,
+    CompleteQuery,
+    Coverage,
+    column_kinds,
+    cubes_of,
+    decide,
+    pinned,
+)
 from .query import Query
 from .schema import Schema
 
@@ -27,25 +33,6 @@ class _Entry:
     complete: CompleteQuery
     home: str | None
     values: frozenset[object]
-
-
-def _pinned(cubes: tuple[Cube, ...] | None, kinds: ColumnKinds) -> dict[str, frozenset[object]]:
-    """Columns held to a small finite set of non-NULL values in every cube, with the values."""
-    if not cubes:
-        return {}
-    out: dict[str, frozenset[object]] | None = None
-    for cube in cubes:
-        here: dict[str, frozenset[object]] = {}
-        for name, cs in cube.columns:
-            if cs.null and name not in kinds.nonnull:
-                continue
-            pts = iv.finite_points(cs.values, name in kinds.discrete)
-            if pts is not None:
-                here[name] = pts
-        out = here if out is None else {k: out[k] | here[k] for k in out.keys() & here.keys()}
-        if not out:
-            return {}
-    return out or {}
 
 
 class _TableIndex:
@@ -78,11 +65,10 @@ class _TableIndex:
 
     def candidates(self, pins: dict[str, frozenset[object]]) -> list[_Entry]:
         found = list(self.unkeyed.values())
-        for home, entries in self.by_home.items():
+        for home in self.by_home:
             values = pins.get(home)
             if values is None:
-                found.extend(entries.values())
-                continue
+                continue  # decide() skips complete queries pinning a column q leaves open
             buckets = self.by_value[home]
             seen: dict[str, _Entry] = {}
             for v in values:
@@ -105,8 +91,7 @@ class CoverageIndex:
         """Add (or replace, e.g. at a newer version) a complete query."""
         self.remove(complete.id)
         q = complete.query
-        d = column_kinds(self.schema, q.table)
-        pins = _pinned(cubes_of(self.schema, q.table, q.where), d)
+        pins = complete.normal(self.schema).pins
         home = min(pins, key=lambda k: (len(pins[k]), k)) if pins else None
         self._seq += 1
         e = _Entry(self._seq, complete, home, pins[home] if home else frozenset())
@@ -139,7 +124,8 @@ class CoverageIndex:
         t = self._tables.get(q.table)
         if t is None:
             return []
-        pins = _pinned(cubes_of(self.schema, q.table, q.where), column_kinds(self.schema, q.table))
+        kinds = column_kinds(self.schema, q.table)
+        pins = pinned(cubes_of(self.schema, q.table, q.where), kinds)
         return [e.complete for e in t.candidates(pins)]
 
     def covers(self, q: Query, rows: CachedRows | None = None) -> Coverage:

@@ -190,3 +190,36 @@ def finite_points(a: ValueSet, discrete: bool, cap: int = 64) -> frozenset[Any] 
         if len(out) > cap:
             return None
     return frozenset(out)
+
+
+def _later_lo(p: Interval, r: Interval) -> tuple[Any, bool]:
+    if p.lo is NEG_INF:
+        return r.lo, r.lo_closed
+    if r.lo is NEG_INF or r.lo < p.lo:
+        return p.lo, p.lo_closed
+    if p.lo < r.lo:
+        return r.lo, r.lo_closed
+    return p.lo, p.lo_closed and r.lo_closed
+
+
+def _earlier_hi(p: Interval, r: Interval) -> tuple[Any, bool]:
+    if p.hi is POS_INF:
+        return r.hi, r.hi_closed
+    if r.hi is POS_INF or p.hi < r.hi:
+        return p.hi, p.hi_closed
+    if r.hi < p.hi:
+        return r.hi, r.hi_closed
+    return p.hi, p.hi_closed and r.hi_closed
+
+
+def meets(a: ValueSet, b: ValueSet) -> bool:
+    """Do two (cleaned) sets share a value? The hot test of coverage, so it builds nothing."""
+    for p in a:
+        for r in b:
+            lo, lo_closed = _later_lo(p, r)
+            hi, hi_closed = _earlier_hi(p, r)
+            if lo is NEG_INF or hi is POS_INF:
+                return True
+            if lo < hi or (lo == hi and lo_closed and hi_closed):
+                return True
+    return False

@@ -226,7 +226,7 @@ def cons() -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnectio
     part.close()
 
 
-@settings(deadline=None, max_examples=400,
+@settings(deadline=None, max_examples=250,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(st.data())
