@@ -67,7 +67,8 @@ class Plan:
         what, why = self.description, self.coverage.reason
         if self.route is Route.LOCAL:
             if not self.relies_on:
-                return f"Answered locally: {what} is empty whatever the data ({why})."
+                return (f"Answered locally: {what} is empty whatever the data, so it needs no "
+                        "cached rows.")
             return f"Answered locally: covered by {self._by()}."
         if self.route is Route.LOCAL_THEN_SERVER:
             if self.online:
