@@ -5,8 +5,13 @@
         sub.subscribe(lambda snap: print(len(snap.rows), snap.complete, snap.source))
         await client.update("issue", [42], {"status": "done"})
 
-Everything runs on the event loop thread (DuckDB included: local queries take about a
-millisecond, and one connection is never shared across threads). The stream task reconnects
+Applying a server version (a poke: up to thousands of rows, Arrow batches, membership and
+budget) runs on one worker thread, so a big batch does not freeze the event loop: the stream
+keeps reading, timers and other tasks keep running. The local state has one lock
+(``LocalState.lock``); the worker holds it while it applies a version, and every method here
+that reads or writes the store or the budget takes it (``@_locked``, never across an
+``await``), so the loop only waits when it touches the store in that moment. The stream task
+reconnects
 with exponential backoff and jitter, resumes with ``Last-Event-ID``, re-declares the desired
 queries and replays the outbox on every ``hello``. See docs/client.md.
 """
@@ -14,14 +19,16 @@ queries and replays the outbox on every ``hello``. See docs/client.md.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import random
 import time
 import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 import reactivex
@@ -46,7 +53,7 @@ from queryplanner.protocol import (
 from .budget import Budget, Usage
 from .errors import ClientClosed, MutationRejected, SchemaVersionError, ServerError
 from .live import ConnectionState, LiveQuery, Snapshot, identity_columns
-from .local import LocalState
+from .local import LocalState, PokeOutcome
 from .routing import Route, route
 from .store import LocalStore
 from .transport import Transport, backoff_delay
@@ -55,6 +62,23 @@ log = logging.getLogger("querysync.cache")
 
 DEFAULT_BUDGET = 100 * 2**20
 PARTIAL_EMIT_INTERVAL = 0.25  # seconds between snapshots of a query still hydrating
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a (synchronous) client method holding the local state's lock."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        client = args[0]
+        assert isinstance(client, Client)
+        with client.local.lock:
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class BudgetWarning(UserWarning):
@@ -100,6 +124,7 @@ class Client:
         self._online = asyncio.Event()
         self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="querysync-db")
         self._http: httpx.AsyncClient | None = None
         self._transport: Transport | None = None
         self._closed = False
@@ -140,8 +165,10 @@ class Client:
                 await task
         if self._http is not None:
             await self._http.aclose()
-        self.local.save_shadow()
-        self.store.close()
+        self._worker.shutdown(wait=True)
+        with self.local.lock:
+            self.local.save_shadow()
+            self.store.close()
         self.connection_state.on_next(ConnectionState.CLOSED)
 
     def _check_open(self) -> Transport:
@@ -159,7 +186,8 @@ class Client:
         while not self._closed:
             self.connection_state.on_next(ConnectionState.CONNECTING)
             try:
-                cursor = self.store.get_meta("cursor")
+                with self.local.lock:
+                    cursor = self.store.get_meta("cursor")
                 async for ev in transport.sync_stream(self.client_id, cursor):
                     if isinstance(ev.event, Hello):
                         attempt = 0
@@ -190,13 +218,14 @@ class Client:
             self.connection_state.on_next(ConnectionState.ONLINE)
             self._online.set()
             self._flush_wake.set()
-            await self._declare([d.qid for d in self.local.desired.values()], [])
+            with self.local.lock:
+                desired = list(self.local.desired)
+            await self._declare(desired, [])
         elif isinstance(event, Poke):
-            self._on_poke(event, event_id)
+            await self._on_poke(event, event_id)
         elif isinstance(event, Reset):
             log.info("server reset: %s", event.reason)
-            self.local.apply_reset()
-            self._refresh(None)
+            self._on_reset()
         elif isinstance(event, QueryErrorEvent):
             self._on_query_error(event)
         elif isinstance(event, SchemaEvent) and event.update_needed:
@@ -209,8 +238,23 @@ class Client:
         elif isinstance(event, ErrorEvent):
             log.info("server closed the stream: %s %s", event.code, event.message)
 
-    def _on_poke(self, poke: Poke, event_id: str | None) -> None:
-        outcome = self.local.apply_poke(poke, event_id)
+    @_locked
+    def _on_reset(self) -> None:
+        self.local.apply_reset()
+        self._refresh(None)
+
+    def _apply_poke(self, poke: Poke, event_id: str | None) -> PokeOutcome:
+        """On the worker thread."""
+        with self.local.lock:
+            return self.local.apply_poke(poke, event_id)
+
+    async def _on_poke(self, poke: Poke, event_id: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self._worker, self._apply_poke, poke, event_id)
+        self._after_poke(poke, outcome)
+
+    @_locked
+    def _after_poke(self, poke: Poke, outcome: PokeOutcome) -> None:
         for res in poke.mutations:
             self._resolve(res)
         if outcome.evicted:
@@ -225,6 +269,7 @@ class Client:
             await asyncio.sleep(self._expiry_interval)
             self.expire()
 
+    @_locked
     def expire(self) -> list[str]:
         """Drop the inactive queries whose TTL has ended (on the injected clock): their rows
         leave the store and they leave the server's desired set. Runs every
@@ -239,6 +284,7 @@ class Client:
         self._publish_usage()
         return expired
 
+    @_locked
     def _on_query_error(self, event: QueryErrorEvent) -> None:
         self.local.drop_desired([event.query_id])
         live = self._lives.pop(event.query_id, None)
@@ -255,10 +301,12 @@ class Client:
         if not (add or remove) or not self._online.is_set():
             return
         transport = self._check_open()
+        with self.local.lock:
+            docs = [self._add_doc(q) for q in add if q in self.local.desired]
         body = {
             "clientId": self.client_id,
             "schemaVersion": self.schema.version,
-            "add": [self._add_doc(q) for q in add if q in self.local.desired],
+            "add": docs,
             "remove": list(remove),
         }
         try:
@@ -275,6 +323,7 @@ class Client:
                 QueryErrorEvent(rej["id"], _error_body(err.get("code"), err.get("message")))
             )
 
+    @_locked
     def _add_doc(self, qid: str) -> dict[str, Any]:
         d = self.local.desired[qid]
         doc: dict[str, Any] = {"id": qid, "query": d.json}
@@ -306,6 +355,7 @@ class Client:
 
         return reactivex.create(on_subscribe)
 
+    @_locked
     def _activate(self, query: Query, ttl: float | None) -> LiveQuery:
         r = self._route(query)
         live = LiveQuery(query, query.id, r.mode, r.relies_on, explanation=r.explanation)
@@ -329,11 +379,13 @@ class Client:
         if live.mode == "sync":
             self._enforce_after_admit()
 
+    @_locked
     def _route(self, query: Query) -> Route:
         if query.id in self._demoted:
             return Route("server", (), "Served by the server: the active set exceeds the budget.")
         return route(query, self.local.index, self.local.rows, self.budget)
 
+    @_locked
     def _release(self, live: LiveQuery, observer: ObserverBase[Snapshot]) -> None:
         if observer in live.observers:
             live.observers.remove(observer)
@@ -347,11 +399,13 @@ class Client:
             self._unpin(qid)
         self._publish_usage()
 
+    @_locked
     def _pin(self, qid: str) -> None:
         self._pins[qid] += 1
         if qid in self.budget:
             self.budget.pin(qid)
 
+    @_locked
     def _unpin(self, qid: str) -> None:
         self._pins[qid] -= 1
         if self._pins[qid] <= 0:
@@ -359,6 +413,7 @@ class Client:
             if qid in self.budget:
                 self.budget.unpin(qid)
 
+    @_locked
     def _emit_local(self, live: LiveQuery) -> None:
         d = self.local.desired.get(live.qid)
         complete = live.mode == "local" or (d is not None and d.complete_at is not None)
@@ -369,6 +424,7 @@ class Client:
         snap = Snapshot(live.qid, rows, complete, self.local.version, "local")
         live.emit(snap, identity_columns(self.schema, live.query))
 
+    @_locked
     def _refresh(self, tables: set[str] | None, completed: Collection[str] = ()) -> None:
         for live in list(self._lives.values()):
             if live.mode == "server":
@@ -379,6 +435,7 @@ class Client:
                 else:
                     self._emit_local(live)
 
+    @_locked
     def _hydrating(self, live: LiveQuery) -> bool:
         d = self.local.desired.get(live.qid)
         return live.mode == "sync" and d is not None and d.complete_at is None
@@ -398,6 +455,7 @@ class Client:
 
         asyncio.get_running_loop().call_later(PARTIAL_EMIT_INTERVAL, emit)
 
+    @_locked
     def _enforce_after_admit(self) -> None:
         with self.store.transaction():
             demoted = self.local._enforce_budget()
@@ -405,6 +463,7 @@ class Client:
             self._demote(demoted)
         self._publish_usage()
 
+    @_locked
     def _demote(self, qids: Sequence[str]) -> None:
         """The pinned set outgrew the budget: serve these from the server, do not thrash."""
         msg = (
@@ -426,6 +485,7 @@ class Client:
                 live.task = asyncio.ensure_future(self._offload(live))
         self._publish_usage(warning=msg)
 
+    @_locked
     def _publish_usage(self, warning: str | None = None) -> None:
         self.cache_usage.on_next(self.budget.usage(sorted(self._demoted), warning))
 
@@ -463,16 +523,18 @@ class Client:
 
     # -- one-shot reads ------------------------------------------------------------------
 
+    @_locked
     def explain(self, query: Query) -> str:
         return self._route(bind(query, self.schema)).explanation
 
     async def query(self, query: Query) -> Snapshot:
         """The query's answer once: from the local store when covered, else from the server."""
         bound = bind(query, self.schema)
-        r = self._route(bound)
-        if r.mode == "local":
-            rows = tuple(self.local.run(bound))
-            return Snapshot(bound.id, rows, True, self.local.version, "local")
+        with self.local.lock:
+            r = self._route(bound)
+            if r.mode == "local":
+                rows = tuple(self.local.run(bound))
+                return Snapshot(bound.id, rows, True, self.local.version, "local")
         transport = self._check_open()
         out: list[dict[str, Any]] = []
         async for ev in transport.query_stream(bound.to_json(), live=False):
@@ -506,6 +568,7 @@ class Client:
     def delete(self, table: str, key: Sequence[Any]) -> asyncio.Future[MutationResult]:
         return self.mutate({"op": "delete", "table": table, "key": list(key)})
 
+    @_locked
     def mutate(self, mutation: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
         """Apply a write optimistically now; the future resolves when the server decides it.
 
@@ -527,6 +590,7 @@ class Client:
         self._flush_wake.set()
         return fut
 
+    @_locked
     def _restore_pending(self) -> None:
         """Lay the persisted outbox back on the store after a restart."""
         self.local.restore(self.store.outbox())
@@ -537,7 +601,8 @@ class Client:
             await self._flush_wake.wait()
             self._flush_wake.clear()
             await self._online.wait()
-            batch = self.store.outbox()
+            with self.local.lock:
+                batch = self.store.outbox()
             if not batch:
                 continue
             body = {
@@ -557,18 +622,25 @@ class Client:
                 log.info("sending the outbox failed (will retry on reconnect): %s", exc)
                 continue
             results = [MutationResult.from_json(r) for r in answer.get("results", [])]
-            if results:
-                self.store.outbox_remove_through(max(r.id for r in results))
-            self.local.settle(
-                {
-                    r.id: (r.version or answer.get("version")) if r.status == "applied" else None
-                    for r in results
-                }
-            )
-            for res in results:
-                self._resolve(res)
-            self._refresh({m["table"] for m in batch})
+            self._settle(batch, results, answer)
 
+    @_locked
+    def _settle(
+        self, batch: list[dict[str, Any]], results: list[MutationResult], answer: Any
+    ) -> None:
+        if results:
+            self.store.outbox_remove_through(max(r.id for r in results))
+        self.local.settle(
+            {
+                r.id: (r.version or answer.get("version")) if r.status == "applied" else None
+                for r in results
+            }
+        )
+        for res in results:
+            self._resolve(res)
+        self._refresh({m["table"] for m in batch})
+
+    @_locked
     def _resolve(self, res: MutationResult) -> None:
         fut = self._futures.pop(res.id, None)
         if fut is None or fut.done():

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,9 @@ class LocalState:
         self.shadow: dict[RowId, dict[str, Any] | None] = {}
         self.index = CoverageIndex(schema)
         self.membership = Membership(schema, store, budget)
+        # Held by whoever uses the store and the budget (the client's worker thread while it
+        # applies a version, the event loop otherwise).
+        self.lock = threading.RLock()
         # query id -> (generation of each table read, rows); sized in rows, not answers.
         self.answers: LRUCache[str, tuple[tuple[tuple[str, int], ...], tuple[Any, ...]]] = (
             LRUCache(maxsize=ANSWER_CACHE_ROWS, getsizeof=lambda v: 1 + len(v[1]))

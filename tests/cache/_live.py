@@ -78,5 +78,12 @@ async def online(client: Client) -> None:
     await until(lambda: client.connection_state.value.value == "online", "the client online")
 
 
+def locked(client: Client, fn: Callable[..., T], *args: Any) -> T:
+    """Read the client's store as the client does: holding its lock (a poke may be applying
+    on the worker thread)."""
+    with client.local.lock:
+        return fn(*args)
+
+
 def client_for(url: str, schema: Schema, **kw: Any) -> Client:
     return Client(url, schema, backoff_base=0.02, backoff_cap=0.2, **kw)

@@ -9,7 +9,7 @@ from queryplanner import Schema, bind, col, table
 from server import create_app
 from server.testing import Api, issue, run_server, serve_app
 
-from ._live import Recorder, client_for, ids, online, run, seed, until
+from ._live import Recorder, client_for, ids, locked, online, run, seed, until
 
 
 def test_covered_query_answered_and_kept_live_with_the_server_stopped(
@@ -107,7 +107,10 @@ def test_reconnect_after_a_server_restart_resumes_with_no_gap(
             assert client.reconnects >= 1
             # The local store equals the server's state for the query (no gap, no leftovers).
             local = sorted(
-                r["id"] for r in client.store.select("SELECT id FROM issue WHERE status = 'open'")
+                r["id"]
+                for r in locked(
+                    client, client.store.select, "SELECT id FROM issue WHERE status = 'open'"
+                )
             )
             assert local == [2, 3, 5, 6, 7]
             api.close()
@@ -125,8 +128,7 @@ def test_an_inactive_query_is_dropped_when_its_ttl_ends(demo_schema: Schema) -> 
         app = create_app(demo_schema, anonymous=True)
         with serve_app(app) as srv:
             seed(srv.url).close()
-            client = client_for(srv.url, demo_schema, clock=lambda: now[0],
-                                expiry_interval=0.02)
+            client = client_for(srv.url, demo_schema, clock=lambda: now[0], expiry_interval=0.02)
             await client.start()
             rec = Recorder(client.subscribe(q, ttl=60))
             await rec.complete()
@@ -135,12 +137,14 @@ def test_an_inactive_query_is_dropped_when_its_ttl_ends(demo_schema: Schema) -> 
             rec.dispose()  # inactive: still cached, still desired
             now[0] += 30
             assert client.expire() == []
-            assert q.id in client.local.desired and client.store.count("issue") == 6
+            assert q.id in client.local.desired and locked(client, client.store.count, "issue") == 6
             now[0] += 31
             await until(lambda: q.id not in client.local.desired, "the TTL to end")
-            assert client.store.count("issue") == 0
-            await until(lambda: q.id not in records[client.client_id].desired,
-                        "the server to drop the query")
+            assert locked(client, client.store.count, "issue") == 0
+            await until(
+                lambda: q.id not in records[client.client_id].desired,
+                "the server to drop the query",
+            )
             await client.close()
 
     run(body)

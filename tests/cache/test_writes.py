@@ -12,7 +12,7 @@ from queryplanner import Schema, col, table
 from server import create_app
 from server.testing import db_rows, issue, serve_app
 
-from ._live import Recorder, client_for, ids, online, run, seed, until
+from ._live import Recorder, client_for, ids, locked, online, run, seed, until
 
 OPEN = table("issue").where(col("status") == "open").order_by("id").build()
 
@@ -101,11 +101,11 @@ def test_outbox_survives_a_restart_and_applies_exactly_once(
         with serve_app(app) as srv:
             seed(srv.url).close()
             client = client_for(srv.url, demo_schema, path=store)
-            assert [m["id"] for m in client.store.outbox()] == [1, 2]
+            assert [m["id"] for m in locked(client, client.store.outbox)] == [1, 2]
             rec = Recorder(client.subscribe(table("issue").where(col("id") == 100).build()))
             assert [r["title"] for r in rec.last.rows] == ["edited offline"]  # still pending
             await client.start()
-            await until(lambda: client.store.outbox() == [], "the outbox to drain")
+            await until(lambda: locked(client, client.store.outbox) == [], "the outbox to drain")
             await rec.matching(
                 lambda s: s.complete and s.rows[0]["title"] == "edited offline", "the server's row"
             )
@@ -114,7 +114,7 @@ def test_outbox_survives_a_restart_and_applies_exactly_once(
             again = client_for(srv.url, demo_schema, path=store)
             await again.start()
             await online(again)
-            assert again.store.outbox() == [] and again.local.pending == []
+            assert locked(again, again.store.outbox) == [] and again.local.pending == []
             await again.close()
             assert db_rows(srv, "SELECT title FROM issue WHERE id = 100") == [("edited offline",)]
             assert db_rows(
