@@ -1,152 +1,250 @@
-// Coverage: can the local store answer q completely? A sound subset of the Python rules
-// (queryplanner/coverage.py): it never says "covered" when Python's planner would not be sure,
-// but recognises fewer cases (implication here is conjunct-by-conjunct with per-column value
-// sets and intervals, no splitting of unions across several complete queries).
+// Coverage: can q's full result be computed from the rows of a set of complete queries? A port
+// of queryplanner/coverage.py (decide), giving exactly its answer on the shared cases
+// (tests/conformance/coverage.json). The answer is sound: covered only when q over the rows of
+// the complete queries gives exactly q's result on the server.
 //
-//  - supersets: a complete query without limit or start whose condition q's condition implies;
-//  - windows (P, O, k): same order, q's condition implies P, and either the window holds fewer
-//    than k rows (all of P) or at least q.limit of its rows match q;
-//  - related children and EXISTS: the complete query must carry the same relationship as an
-//    unlimited child whose condition the wanted one implies; NOT EXISTS is never local;
-//  - aggregates: covered when their row query is.
+//  - supersets: complete queries without limit or start hold every row of their condition, so q
+//    is covered when its condition implies the union of theirs (coverage_implies.js);
+//  - windows (P, order O, start s, limit k) cover (P', O, s', k') when P' implies P, s' is not
+//    before s, and the window holds fewer than k rows (all of P after s), or at least k' of its
+//    rows satisfy q, or P' is equivalent to P with the same start and k' <= k (a prefix);
+//  - related children are covered by the same relationship's child of every complete query
+//    used; EXISTS needs the related rows cached; NOT EXISTS is never decided locally;
+//  - aggregates are covered when their row query is.
+//
+// Complete queries are entries {id, query}; their normal form is cached on the entry.
+// `count(entry, q)` (or null when no rows can be counted) gives how many of the entry's cached
+// result rows satisfy q's where and start; `{table}` counts the whole result.
 
-import { conditionJSON } from "./query.js";
-import { compareValues } from "./values.js";
+import * as iv from "./intervals.js";
+import { cubesMeet, implies } from "./coverage_implies.js";
+import { columnKinds, cubeGet, normalize } from "./coverage_normal.js";
+import { compileComparator } from "./predicate.js";
 
-function conjuncts(cond) {
-  if (!cond) return [];
-  if ("and" in cond) return cond.and.flatMap(conjuncts);
-  return [cond];
-}
-
-// A simple comparison as a constraint on one column: {set} or {lo, loIncl, hi, hiIncl}.
-function constraintOf(c) {
-  if (!("column" in c)) return null;
-  if (c.op === "=") return { set: [c.value] };
-  if (c.op === "in") return { set: c.value };
-  if (c.op === ">" || c.op === ">=") return { lo: c.value, loIncl: c.op === ">=" };
-  if (c.op === "<" || c.op === "<=") return { hi: c.value, hiIncl: c.op === "<=" };
-  return null;
-}
-
-function inRange(v, r) {
-  if (r.lo !== undefined) {
-    const c = compareValues(v, r.lo);
-    if (c < 0 || (c === 0 && !r.loIncl)) return false;
+/** Columns held to a small finite set of non-NULL values in every cube (their names). */
+export function pinned(cubes, kinds) {
+  if (!cubes || !cubes.length) return new Set();
+  let out = null;
+  for (const cube of cubes) {
+    const here = new Set();
+    for (const [name, cs] of cube.columns) {
+      if (cs.null && !kinds.nonnull.has(name)) continue;
+      if (iv.finitePoints(cs.values, kinds.discrete.has(name)) !== null) here.add(name);
+    }
+    out = out === null ? here : new Set([...out].filter((k) => here.has(k)));
+    if (!out.size) return out;
   }
-  if (r.hi !== undefined) {
-    const c = compareValues(v, r.hi);
-    if (c > 0 || (c === 0 && !r.hiIncl)) return false;
+  return out;
+}
+
+function needsValue(cubes, kinds) {
+  if (!cubes || !cubes.length) return [];
+  const sets = cubes.map((c) => c.columns.filter(([n, cs]) => !cs.null && !kinds.nonnull.has(n)).map(([n]) => n));
+  return sets[0].filter((n) => sets.every((s) => s.includes(n)));
+}
+
+/** The normal form of a complete query's condition, computed once per entry. */
+function normalOf(entry, schema) {
+  if (!entry.coverageNormal || entry.coverageNormal.schema !== schema) {
+    const kinds = columnKinds(schema, entry.query.table);
+    const cubes = normalize(entry.query.where ?? null, kinds);
+    entry.coverageNormal = { schema, cubes, pins: pinned(cubes, kinds), needsValue: needsValue(cubes, kinds) };
   }
-  return true;
+  return entry.coverageNormal;
 }
 
-// Does the premise constraint (set or interval, non-null) lie within the conclusion's?
-function within(p, c) {
-  if (p.set) return p.set.every((v) => (c.set ? c.set.some((w) => compareValues(v, w) === 0) : inRange(v, c)));
-  if (c.set) return false;
-  if (c.lo !== undefined) {
-    if (p.lo === undefined) return false;
-    const k = compareValues(p.lo, c.lo);
-    if (k < 0 || (k === 0 && p.loIncl && !c.loIncl)) return false;
+const cubesOf = (schema, table, cond) => normalize(cond ?? null, columnKinds(schema, table));
+
+const nullOk = (qCubes, column) => qCubes.every((a) => cubeGet(a, column).null);
+
+const existsAtoms = (cubes) => cubes.flatMap((c) => [...c.atoms.values()].filter((a) => a.exists).map((a) => a.exists));
+
+function hasExists(cond) {
+  if (!cond) return false;
+  if ("exists" in cond || "notExists" in cond) return true;
+  if ("and" in cond) return cond.and.some(hasExists);
+  if ("or" in cond) return cond.or.some(hasExists);
+  if ("not" in cond) return hasExists(cond.not);
+  return false;
+}
+
+const isWindowless = (q) => q.limit == null && !q.start;
+const sameJSON = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+const orderOf = (q) => q.orderBy ?? [];
+
+// -- windows and starts -------------------------------------------------------------------
+
+/** Does every row at/after qStart lie at/after cStart in `order`? */
+export function startWithin(qStart, cStart, order) {
+  if (!cStart) return true;
+  if (!qStart) return false;
+  const k = compileComparator(order)(qStart.row, cStart.row);
+  if (k !== 0) return k > 0;
+  return cStart.inclusive || !qStart.inclusive;
+}
+
+function sameStart(a, b) {
+  if (!a || !b) return !a && !b;
+  return a.inclusive === b.inclusive && sameJSON(a.row, b.row);
+}
+
+/** q is a prefix of the window c: same condition, order and start, and k' <= k. */
+function sameWindowPrefix(c, q, schema, table) {
+  if (q.limit == null || c.limit == null || q.limit > c.limit || !sameStart(q.start, c.start)) return false;
+  if (!sameJSON(orderOf(q), orderOf(c))) return false;
+  const qc = cubesOf(schema, table, q.where);
+  const cc = cubesOf(schema, table, c.where);
+  if (qc === null || cc === null) return false;
+  const d = columnKinds(schema, table);
+  return implies(qc, cc, d) !== null && implies(cc, qc, d) !== null;
+}
+
+// -- related children and EXISTS ----------------------------------------------------------
+
+/** Does the cached child query hold, for every parent, the rows of the wanted one? */
+function childCovered(cached, wanted, schema, table) {
+  const wc = cubesOf(schema, table, wanted.where);
+  const cc = cubesOf(schema, table, cached.where);
+  if (wc === null || cc === null) return false;
+  const exists = existsAtoms(wc);
+  if (exists.some((e) => e.negated)) return false;
+  let rowsOk;
+  if (cached.limit == null) {
+    rowsOk = (!cached.start || sameJSON(orderOf(cached), orderOf(wanted)))
+      && startWithin(wanted.start, cached.start, orderOf(cached))
+      && implies(wc, cc, columnKinds(schema, table)) !== null;
+  } else {
+    // Per-parent windows cannot be counted cheaply, so only the prefix rule applies.
+    rowsOk = sameWindowPrefix(cached, wanted, schema, table);
   }
-  if (c.hi !== undefined) {
-    if (p.hi === undefined) return false;
-    const k = compareValues(p.hi, c.hi);
-    if (k > 0 || (k === 0 && p.hiIncl && !c.hiIncl)) return false;
-  }
-  return true;
+  return rowsOk && subtreeCovered(cached, wanted, exists, schema, table);
 }
 
-/** Does condition `premise` imply condition `conclusion` (both normalized, same table)? */
-export function implies(premise, conclusion, schema, tableName) {
-  if (!conclusion) return true;
-  const t = schema.tables[tableName];
-  const have = conjuncts(premise);
-  const haveText = new Set(have.map((c) => conditionJSON(c, schema, t)));
-  return conjuncts(conclusion).every((need) => {
-    if (haveText.has(conditionJSON(need, schema, t))) return true;
-    const alternatives = "or" in need ? need.or : [need];
-    return alternatives.some((alt) => {
-      if (haveText.has(conditionJSON(alt, schema, t))) return true;
-      const want = constraintOf(alt);
-      if (!want) return false;
-      return have.some((h) => h.column === alt.column && (() => {
-        const got = constraintOf(h);
-        return got !== null && within(got, want);
-      })());
-    });
-  });
-}
-
-function hasNotExists(cond) {
-  return conjuncts(cond).some((c) => "notExists" in c || "not" in c || "or" in c && c.or.some((d) => hasNotExists(d)));
-}
-
-function existsTerms(cond) {
-  return conjuncts(cond).filter((c) => "exists" in c);
-}
-
-function sameOrder(a, b) {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-function subtreeCovered(cached, wanted, schema, tableName) {
-  const exists = existsTerms(wanted.where);
-  if (!exists.length && !wanted.related) return true;
+/** Are the related rows that `wanted` needs (its related children and the children its EXISTS
+ * conditions look at) cached with every row of `cached`? */
+export function subtreeCovered(cached, wanted, exists, schema, table) {
+  const related = Object.entries(wanted.related ?? {});
+  if (!exists.length && !related.length) return true;
   const mine = cached.related ?? {};
-  const t = schema.tables[tableName];
+  const t = schema.tables[table];
   for (const e of exists) {
-    const child = mine[e.exists];
+    const child = mine[e.relationship];
     if (!child || child.limit != null || child.start) return false;
-    if (!implies(e.where ?? null, child.where ?? null, schema, t.relationships[e.exists].target)) return false;
+    if (hasExists(e.where)) return false;
+    const target = t.relationships[e.relationship].target;
+    const ec = cubesOf(schema, target, e.where);
+    const cc = cubesOf(schema, target, child.where);
+    if (ec === null || cc === null || implies(ec, cc, columnKinds(schema, target)) === null) return false;
   }
-  for (const [name, want] of Object.entries(wanted.related ?? {})) {
+  for (const [name, want] of related) {
     const child = mine[name];
-    const target = t.relationships[name].target;
-    if (!child || child.limit != null || child.start) return false;
-    if (!implies(want.where ?? null, child.where ?? null, schema, target)) return false;
-    if (!subtreeCovered(child, want, schema, target)) return false;
+    if (!child || !childCovered(child, want, schema, t.relationships[name].target)) return false;
   }
   return true;
 }
+
+// -- the decision ---------------------------------------------------------------------------
+
+function unionOf(qCubes, pool, kinds, order) {
+  const flat = [];
+  const owner = [];
+  pool.forEach(([, cubes], i) => { for (const c of cubes) { flat.push(c); owner.push(i); } });
+  const used = implies(qCubes, flat, kinds);
+  if (used === null) return null;
+  const by = [...new Set([...used].map((j) => owner[j]))].map((i) => pool[i][0]);
+  return by.sort((a, b) => order.get(a) - order.get(b));
+}
+
+const result = (covered, by, reason) => ({ covered, by: by.map((c) => c.id), entries: by, reason });
 
 /**
- * Decide coverage of normalized query `q` by `complete` ([{id, query}]).
- * `count(complete, q)` counts the complete query's cached rows that satisfy q's where.
- * Returns {covered, by: [ids], reason}.
+ * The coverage of normalized query `q` by the complete queries `candidates` ([{id, query}], in
+ * their order of preference): {covered, by: [ids], entries, reason}.
  */
-export function covers(complete, q, schema, count) {
+export function covers(candidates, q, schema, count = null) {
   if (q.aggregate) {
-    const inner = covers(complete, { table: q.table, where: q.where, orderBy: [] }, schema, count);
-    return { ...inner, reason: `aggregate: its rows are ${inner.covered ? "covered" : "not covered"} (${inner.reason})` };
+    const inner = covers(candidates, { table: q.table, where: q.where, orderBy: [] }, schema, count);
+    const state = inner.covered ? "covered" : "not covered";
+    return { ...inner, reason: `aggregate: its rows are ${state} (${inner.reason})` };
   }
-  if (q.limit === 0) return { covered: true, by: [], reason: "the result is empty whatever the data" };
-  if (hasNotExists(q.where)) return { covered: false, by: [], reason: "NOT and NOT EXISTS are only answered by the server (the JS planner does not push NOT inward yet)" };
-  let overlapping = 0;
-  // Unlimited queries first: they answer without counting rows, windows need a count.
-  const ordered = [...complete].sort((a, b) => (a.query.limit == null ? 0 : 1) - (b.query.limit == null ? 0 : 1));
-  for (const c of ordered) {
+  const table = q.table;
+  const d = columnKinds(schema, table);
+  const qCubes = cubesOf(schema, table, q.where);
+  if (qCubes === null) return result(false, [], "the condition is too complex to compare");
+  if (!qCubes.length || q.limit === 0) return result(true, [], "the result is empty whatever the data");
+  const exists = existsAtoms(qCubes);
+  if (exists.some((e) => e.negated)) return result(false, [], "NOT EXISTS is only answered by the server");
+  const pool = [];
+  const blocked = [];
+  const windows = [];
+  const qPins = pinned(qCubes, d);
+  const nullOkMemo = new Map();
+  for (const c of candidates) {
     const cq = c.query;
-    if (cq.table !== q.table || cq.aggregate) continue;
-    if (!implies(q.where, cq.where ?? null, schema, q.table)) continue;
-    overlapping++;
-    if (!subtreeCovered(cq, q, schema, q.table)) continue;
-    if (cq.limit == null && !cq.start) {
-      return { covered: true, by: [c.id], reason: `its filter implies the filter of complete query ${c.id}` };
+    if (cq.table !== table || cq.aggregate) continue;
+    const normal = normalOf(c, schema);
+    const cCubes = normal.cubes;
+    // A complete query pinning a column to a few values can only hold q when q pins it too
+    // (a union with other complete queries could, but that is not searched).
+    if (cCubes === null || ![...normal.pins].every((k) => qPins.has(k))) continue;
+    if (!subtreeCovered(cq, q, exists, schema, table)) continue;
+    let isBlocked = false;
+    for (const col of normal.needsValue) {
+      if (!nullOkMemo.has(col)) nullOkMemo.set(col, nullOk(qCubes, col));
+      isBlocked = isBlocked || nullOkMemo.get(col);
     }
-    if (cq.start || q.start) continue;
-    const size = count(c, null); // null: no cached rows to count
-    if (size === null) continue;
-    if (size < cq.limit) {
-      return { covered: true, by: [c.id], reason: `the window holds all ${size} rows of its condition (limit ${cq.limit})` };
+    if (isBlocked) {
+      // It cannot hold q alone; it may still complete a union, so keep it for that.
+      blocked.push([c, cCubes]);
+      continue;
     }
-    if (sameOrder(cq.orderBy, q.orderBy) && q.limit != null && count(c, q) >= q.limit) {
-      return { covered: true, by: [c.id], reason: `at least ${q.limit} of the window's ${size} rows match in the same order` };
+    if (!qCubes.some((a) => cCubes.some((b) => cubesMeet(a, b, d)))) continue;
+    (isWindowless(cq) ? pool : windows).push([c, cCubes]);
+  }
+  if (!pool.length && !windows.length) {
+    // q's rows with NULL in every such column are in no complete query.
+    return result(false, [], `no complete query ${blocked.length ? "holds its rows" : "overlaps it"}`);
+  }
+  const order = new Map(candidates.map((c, i) => [c, i]));
+  for (const [c, cCubes] of blocked) (isWindowless(c.query) ? pool : windows).push([c, cCubes]);
+  let by = unionOf(qCubes, pool, d, order);
+  if (by !== null) return result(true, by, "its condition implies the union of complete queries");
+  for (const [c, cCubes] of windows) {
+    const reason = windowCovers(c, cCubes, q, qCubes, schema, count);
+    if (reason !== null) return result(true, [c], reason);
+  }
+  if (count) {
+    // Windows that hold fewer rows than their limit are all of their condition.
+    for (const [c, cCubes] of windows) {
+      const size = windowSize(c, count);
+      if (!c.query.start && size !== null && size < (c.query.limit ?? 0)) pool.push([c, cCubes]);
+    }
+    by = unionOf(qCubes, pool, d, order);
+    if (by !== null) {
+      return result(true, by, "its condition implies the union of complete queries (windows holding fewer rows than their limit)");
     }
   }
-  return {
-    covered: false, by: [],
-    reason: overlapping ? "the overlapping complete queries do not hold all of its rows" : "no complete query holds its rows",
-  };
+  return result(false, [], "the overlapping complete queries do not hold all of its rows");
+}
+
+/** How many rows the store holds for window c (null: it cannot tell). */
+function windowSize(c, count) {
+  // A store cannot pick out the rows of a window whose EXISTS it cannot evaluate.
+  if (!count || hasExists(c.query.where)) return null;
+  return count(c, { table: c.query.table });
+}
+
+function windowCovers(c, cCubes, q, qCubes, schema, count) {
+  const cq = c.query;
+  if (!sameJSON(orderOf(cq), orderOf(q)) || !startWithin(q.start, cq.start, orderOf(cq))) return null;
+  if (implies(qCubes, cCubes, columnKinds(schema, q.table)) === null) return null;
+  if (cq.limit == null) return "its rows all lie after the start of a complete query with that start";
+  if (sameWindowPrefix(cq, q, schema, q.table)) return `it is the first ${q.limit} of the same ${cq.limit} rows`;
+  const size = windowSize(c, count);
+  if (size === null) return null;
+  if (size < cq.limit) return `the window holds all ${size} rows of its condition (limit ${cq.limit})`;
+  if (q.limit != null && count(c, q) >= q.limit) {
+    return `at least ${q.limit} of the window's ${size} rows match in the same order`;
+  }
+  return null;
 }

@@ -6,7 +6,7 @@
 // that includes them arrives. Timestamps are held in the fixed-width form of values.js.
 
 import { covers } from "./coverage.js";
-import { compilePredicate, evaluate } from "./predicate.js";
+import { compilePredicate, compileStartFilter, evaluate } from "./predicate.js";
 import { rowBytes, timestampKey } from "./values.js";
 
 export const DEFAULT_BUDGET_BYTES = 100 * 2 ** 20;
@@ -233,7 +233,8 @@ export class LocalStore {
     return [...this.queries.values()].filter((e) => e.complete);
   }
 
-  /** Rows of a complete query's result that satisfy `q`'s where (all of them when q is null). */
+  /** Rows of a complete query's cached result that satisfy `q`'s where and start (its order
+   * and limit are ignored), as queryplanner's CachedRows.count_matching; `{table}` counts all. */
   countMatching(entry, q) {
     // A window's rows, without nesting its related children, computed once per store change:
     // coverage asks this for every window on every new subscription.
@@ -244,9 +245,12 @@ export class LocalStore {
       this.memo.set(entry.id, memo);
     }
     const rows = memo.rows;
-    if (!q) return rows.length;
+    if (!q || (!q.where && !q.start)) return rows.length;
     const keep = compilePredicate(q.where, this.schema, q.table, this);
-    return rows.reduce((n, r) => n + (keep(r) ? 1 : 0), 0);
+    const after = compileStartFilter(q);
+    let n = 0;
+    for (const r of rows) if (keep(r) && after(r)) n++;
+    return n;
   }
 
   explain(q) {
