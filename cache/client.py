@@ -198,6 +198,7 @@ class Client:
             except (httpx.HTTPError, ServerError) as exc:
                 log.info("sync stream dropped: %s", exc)
             self._online.clear()
+            self.local.rows.online = False
             if self._closed:
                 return
             self.connection_state.on_next(ConnectionState.OFFLINE)
@@ -217,6 +218,7 @@ class Client:
         if isinstance(event, Hello):
             self.connection_state.on_next(ConnectionState.ONLINE)
             self._online.set()
+            self.local.rows.online = True
             self._flush_wake.set()
             with self.local.lock:
                 desired = list(self.local.desired)
@@ -383,7 +385,7 @@ class Client:
     def _route(self, query: Query) -> Route:
         if query.id in self._demoted:
             return Route("server", (), "Served by the server: the active set exceeds the budget.")
-        return route(query, self.local.index, self.local.rows, self.budget)
+        return route(query, self.local.rows)
 
     @_locked
     def _release(self, live: LiveQuery, observer: ObserverBase[Snapshot]) -> None:

@@ -128,7 +128,7 @@ class LocalState:
         self.answers: LRUCache[str, tuple[tuple[tuple[str, int], ...], tuple[Any, ...]]] = (
             LRUCache(maxsize=ANSWER_CACHE_ROWS, getsizeof=lambda v: 1 + len(v[1]))
         )
-        self.rows = StoreRows(schema, store)
+        self.rows = StoreRows(schema, store, self.index)
         v = store.get_meta("version")
         self.version = int(v) if v else 0
         self._timestamp_pk = {

@@ -1,13 +1,15 @@
 """Where a query is answered: locally (covered), synced into the store, or on the server.
 
-The decision is ``queryplanner``'s coverage index over the desired queries that are complete;
-this module only adapts the local store to its ``CachedRows`` protocol and maps the answer to
-the client's three modes:
+The decision is ``queryplanner.planner.plan`` over the desired queries that are complete; this
+module adapts the local store to its ``CacheState`` protocol and maps the plan to the
+client's three modes:
 
-    local   covered by complete queries: answered from the store, kept live by their stream
-    sync    not covered, a row query: local partial answer now; the query joins the server's
-            desired set and the store completes it (the planner's LOCAL_THEN_SERVER)
-    server  not covered and an aggregate (or demoted by the budget): offloaded to POST /query
+    local   LOCAL: covered by complete queries; answered from the store, kept live by their
+            stream (works offline)
+    sync    a row query that is not covered (LOCAL_THEN_SERVER or SERVER): the local partial
+            answer now; the query joins the server's desired set and the store completes it
+    server  an aggregate that is not covered (or a query demoted by the budget): offloaded to
+            ``POST /query``
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Literal
 from queryplanner import Query, QueryError, Schema
 from queryplanner.coverage import CompleteQuery
 from queryplanner.coverage_index import CoverageIndex
+from queryplanner.planner import Route as PlanRoute
+from queryplanner.planner import plan
 from queryplanner.predicate import compile_predicate, compile_start_filter
 from queryplanner.sql import compile_select
 
-from .budget import Budget
 from .store import LocalStore
 
 Mode = Literal["local", "sync", "server"]
@@ -35,11 +38,21 @@ class Route:
 
 
 class StoreRows:
-    """``CachedRows`` over the local store: counts a complete query's rows matching another."""
+    """``CacheState`` over the local store: the coverage index, rows per table, and counts of
+    a complete query's rows matching another."""
 
-    def __init__(self, schema: Schema, store: LocalStore) -> None:
+    def __init__(self, schema: Schema, store: LocalStore, index: CoverageIndex) -> None:
         self.schema = schema
         self.store = store
+        self._index = index
+        self.online = False
+
+    @property
+    def index(self) -> CoverageIndex:
+        return self._index
+
+    def has_rows(self, table: str) -> bool:
+        return self.store.count(table) > 0
 
     def count_matching(self, complete: CompleteQuery, query: Query) -> int:
         c = compile_select(complete.query, self.schema)
@@ -51,21 +64,13 @@ class StoreRows:
         return sum(1 for r in self.store.select(c.sql, c.params) if keep(r) and after(r))
 
 
-def route(query: Query, index: CoverageIndex, rows: StoreRows, budget: Budget) -> Route:
-    cov = index.covers(query, rows)
-    if cov.covered:
-        by = tuple(c.id for c in cov.by)
-        names = ", ".join(f"{c.id} (complete at version {c.version})" for c in cov.by)
-        return Route("local", by, f"Answered locally: covered by {names}. {cov.reason}".strip())
+def route(query: Query, rows: StoreRows) -> Route:
+    p = plan(query, rows)
+    if p.route is PlanRoute.LOCAL:
+        return Route("local", tuple(c.id for c in p.relies_on), p.explain())
     if query.aggregate is not None:
-        return Route(
-            "server",
-            (),
-            f"Offloaded to the server: the aggregate's rows are not cached. {cov.reason}",
-        )
-    return Route(
-        "sync",
-        (query.id,),
-        "Local partial answer now; the server completes it (the query is added to the desired "
-        f"set). {cov.reason}".strip(),
-    )
+        return Route("server", (), p.explain())
+    explanation = p.explain()
+    if p.route is PlanRoute.SERVER:
+        explanation += " Its rows are synced into the local store as they arrive."
+    return Route("sync", (query.id,), explanation)
