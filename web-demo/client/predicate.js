@@ -31,6 +31,27 @@ export function likeRegex(pattern) {
   return re;
 }
 
+const lowerCache = new Map();
+
+/** ILIKE's case folding, as DuckDB's lower and Python's predicate.fold_case: each code point
+ * to its simple lowercase, one for one and without context (toLowerCase maps 'İ' to two code
+ * points and a word-final 'Σ' to 'ς'). */
+export function foldCase(text) {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x40\x5b-\x7f]*$/.test(text)) return text; // nothing to fold
+  let out = "";
+  for (const ch of text) {
+    let low = lowerCache.get(ch);
+    if (low === undefined) {
+      low = ch.toLowerCase();
+      if (low.length > ch.length) low = String.fromCodePoint(low.codePointAt(0));
+      lowerCache.set(ch, low);
+    }
+    out += low;
+  }
+  return out;
+}
+
 function eq(a, b) {
   return typeof a === "string" ? a === b : a === b || compareValues(a, b) === 0;
 }
@@ -99,11 +120,11 @@ export function compileCondition(cond, schema, tableName, lookup) {
     case "like": case "not like": case "ilike": case "not ilike": {
       const ci = op.endsWith("ilike");
       const neg = op.startsWith("not");
-      const re = likeRegex(ci ? value.toLowerCase() : value);
+      const re = likeRegex(ci ? foldCase(value) : value);
       return (row) => {
         const v = row[column];
         if (v === null || v === undefined) return null;
-        return re.test(ci ? v.toLowerCase() : v) !== neg;
+        return re.test(ci ? foldCase(v) : v) !== neg;
       };
     }
     default: {
@@ -177,7 +198,9 @@ export function evaluate(q, schema, rows, lookup, tableName = q.table) {
     const nested = { ...row };
     for (const [name, child] of Object.entries(q.related)) {
       const rel = schema.tables[tableName].relationships[name];
-      nested[name] = evaluate(child, schema, lookup.relatedRows(tableName, name, row), lookup, rel.target);
+      const rows = evaluate(child, schema, lookup.relatedRows(tableName, name, row), lookup, rel.target);
+      // A many-to-one child is the one row (or null), as queryplanner's nest_rows.
+      nested[name] = rel.kind === "many_to_one" ? rows[0] ?? null : rows;
     }
     return nested;
   });
@@ -221,13 +244,18 @@ export function aggregate(q, schema, rows, lookup, tableName = q.table) {
   const keep = compilePredicate(q.where, schema, tableName, lookup);
   const { groupBy, measures } = q.aggregate;
   const groups = new Map();
+  const columns = schema.tables[tableName].columns;
+  const integral = Object.fromEntries(Object.entries(measures)
+    .map(([alias, m]) => [alias, Boolean(m.column) && columns[m.column].type === "integer"]));
+  const fresh = () => Object.fromEntries(Object.keys(measures)
+    .map((a) => [a, { n: 0, sum: integral[a] ? 0n : 0, min: null, max: null }]));
   for (const r of rows) {
     if (!keep(r)) continue;
     const values = groupBy.map((c) => r[c] ?? null);
     const key = JSON.stringify(values);
     let g = groups.get(key);
     if (!g) {
-      g = { values, acc: Object.fromEntries(Object.keys(measures).map((a) => [a, { n: 0, sum: 0, min: null, max: null }])) };
+      g = { values, acc: fresh() };
       groups.set(key, g);
     }
     for (const [alias, m] of Object.entries(measures)) {
@@ -236,13 +264,14 @@ export function aggregate(q, schema, rows, lookup, tableName = q.table) {
       const v = r[m.column];
       if (v === null || v === undefined) continue;
       acc.n++;
-      if (m.fn === "sum" || m.fn === "avg") acc.sum += v;
+      // Integer sums are exact (64-bit, as DuckDB's HUGEINT sum) and rounded once at the end.
+      if (m.fn === "sum" || m.fn === "avg") acc.sum = integral[alias] ? acc.sum + BigInt(v) : acc.sum + v;
       if (acc.min === null || compareValues(v, acc.min) < 0) acc.min = v;
       if (acc.max === null || compareValues(v, acc.max) > 0) acc.max = v;
     }
   }
   if (groups.size === 0 && groupBy.length === 0) {
-    groups.set("[]", { values: [], acc: Object.fromEntries(Object.keys(measures).map((a) => [a, { n: 0, sum: 0, min: null, max: null }])) });
+    groups.set("[]", { values: [], acc: fresh() });
   }
   const out = [];
   for (const g of groups.values()) {
@@ -252,7 +281,7 @@ export function aggregate(q, schema, rows, lookup, tableName = q.table) {
       const acc = g.acc[alias];
       row[alias] = m.fn === "count" ? acc.n
         : acc.n === 0 ? null
-          : m.fn === "sum" ? acc.sum : m.fn === "avg" ? acc.sum / acc.n
+          : m.fn === "sum" ? Number(acc.sum) : m.fn === "avg" ? Number(acc.sum) / acc.n
             : m.fn === "min" ? acc.min : acc.max;
     }
     out.push(row);

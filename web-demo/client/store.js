@@ -272,7 +272,8 @@ export class LocalStore {
         for (const [name, child] of Object.entries(q.related ?? {})) {
           const rel = this.schema.tables[tableName].relationships[name];
           if (rel.through) mark(rel.through.table, {}, this._junctionRows(rel, r));
-          mark(rel.target, child, r[name]);
+          const nested = r[name]; // a many-to-one child is one row or null
+          mark(rel.target, child, Array.isArray(nested) ? nested : nested ? [nested] : []);
         }
       }
     };
