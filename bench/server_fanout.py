@@ -5,8 +5,8 @@
 The sync server runs in its own process (so its CPU can be read from /proc); the clients and the
 writer run here on asyncio with httpx / httpx-sse. Each client desires 10 of 20 distinct live
 queries (issues of one project that are open, by priority, limit 50), so subscriptions are
-shared. The writer commits 40 batches/s of 5 row updates (status, priority, title of random
-issues) through ``POST /mutate``.
+shared. Four writer clients in a third process commit 40 batches/s of 5 row updates in total
+(status, priority, title of random issues) through ``POST /mutate``.
 
 Write-to-client latency of a poke = its arrival time minus the send time of the oldest commit it
 carries (the first version after the client's previous poke). Baseline, same run, same clients:
@@ -42,6 +42,7 @@ SCHEMA_PATH = ROOT / "server" / "demo" / "schema.json"
 PROJECTS = 20
 ISSUES = 5000
 STATUSES = ("open", "in_progress", "done")
+WRITERS = 4  # concurrent writer clients (each one's mutation ids are sequential)
 
 
 def _free_port() -> int:
@@ -149,11 +150,20 @@ def _cpu_seconds(pid: int) -> float:
 
 class Stats:
     def __init__(self) -> None:
-        self.latencies: list[float] = []
         self.events = 0
         self.bytes = 0
-        self.sent_at: dict[int, float] = {}
+        self.seen: list[tuple[int, int, float]] = []  # (first version, version, arrival)
         self.measuring = False
+
+    def latencies_ms(self, sent_at: dict[int, float]) -> list[float]:
+        """Arrival minus the send time of the oldest commit each poke carries."""
+        out = []
+        for first, version, arrived in self.seen:
+            for v in range(first, version + 1):
+                if v in sent_at:
+                    out.append((arrived - sent_at[v]) * 1000)
+                    break
+        return out
 
 
 async def _client(url: str, cid: str, stats: Stats, stop: asyncio.Event, ours: bool) -> None:
@@ -166,7 +176,7 @@ async def _client(url: str, cid: str, stats: Stats, stop: asyncio.Event, ours: b
                     return
                 if sse.event != "poke":
                     continue
-                now = time.perf_counter()
+                now = time.monotonic()
                 if not stats.measuring:
                     if ours:
                         last_version = orjson.loads(sse.data)["version"]
@@ -175,10 +185,8 @@ async def _client(url: str, cid: str, stats: Stats, stop: asyncio.Event, ours: b
                 stats.bytes += len(sse.data)
                 if ours:
                     version = orjson.loads(sse.data)["version"]
-                    oldest = (last_version or version - 1) + 1
-                    sent = stats.sent_at.get(oldest) or stats.sent_at.get(version)
-                    if sent is not None:
-                        stats.latencies.append((now - sent) * 1000)
+                    first = (last_version if last_version is not None else version - 1) + 1
+                    stats.seen.append((first, version, now))
                     last_version = version
 
 
@@ -203,34 +211,52 @@ async def _add_queries(url: str, clients: int, schema: Any) -> None:
             r.raise_for_status()
 
 
-async def _writer(url: str, rate: int, stats: Stats, stop: asyncio.Event) -> int:
-    rng = random.Random(11)
+async def _writer(
+    url: str, rate: int, seconds: float, writer: int, sent_at: dict[int, float]
+) -> int:
+    """One writer client: batches of 5 row updates at ``rate`` rows/s for ``seconds``."""
+    rng = random.Random(11 + writer)
     per_batch = 5
     interval = per_batch / rate
     next_id = 1
-    committed = 0
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-        start = time.perf_counter()
+        start = time.monotonic()
         k = 0
-        while not stop.is_set():
+        while time.monotonic() - start < seconds:
             muts = []
             for _ in range(per_batch):
                 muts.append({"id": next_id, "op": "update", "table": "issue",
                              "key": [rng.randint(1, ISSUES)],
                              "set": {"status": rng.choice(STATUSES), "priority": rng.randint(0, 3),
-                                     "title": f"t{next_id}"}})
+                                     "title": f"t{writer}-{next_id}"}})
                 next_id += 1
-            t0 = time.perf_counter()
-            r = await c.post("/mutate", json={"clientId": "bench-writer-0001", "schemaVersion": 1,
-                                              "mutations": muts})
+            t0 = time.monotonic()
+            r = await c.post("/mutate", json={"clientId": f"bench-writer-{writer:04d}",
+                                              "schemaVersion": 1, "mutations": muts})
             r.raise_for_status()
-            stats.sent_at[r.json()["version"]] = t0
-            committed += per_batch
+            sent_at[r.json()["version"]] = t0
             k += 1
-            delay = start + k * interval - time.perf_counter()
+            delay = start + k * interval - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-    return committed
+    return next_id - 1
+
+
+def _write_process(url: str, rate: int, seconds: float, out: str) -> None:
+    """The writers run in their own process, so the SSE clients do not slow the writes down."""
+    sent_at: dict[int, float] = {}
+
+    async def run() -> list[int]:
+        return await asyncio.gather(
+            *(_writer(url, rate // WRITERS, seconds, w, sent_at) for w in range(WRITERS))
+        )
+
+    t0 = time.monotonic()
+    rows = sum(asyncio.run(run()))
+    Path(out).write_bytes(orjson.dumps(
+        {"sent_at": {str(k): v for k, v in sent_at.items()}, "rows": rows,
+         "elapsed": time.monotonic() - t0}
+    ))
 
 
 async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int) -> dict[str, Any]:
@@ -243,8 +269,8 @@ async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int)
     tasks = [asyncio.create_task(_client(url, f"bench-client-{i:04d}", stats, stop, True))
              for i in range(clients)]
     await asyncio.sleep(3)  # connect and hydrate
-    writer_stop = asyncio.Event()
-    writer = asyncio.create_task(_writer(url, rate, stats, writer_stop))
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"qs-fanout-writes-{os.getpid()}.json"
+    writer = _spawn(["--writer", url, str(rate), str(seconds + 2), str(out)])
     await asyncio.sleep(1)
     stats.measuring = True
     _log("measuring")
@@ -252,14 +278,17 @@ async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int)
     await asyncio.sleep(seconds)
     stats.measuring = False
     cpu1, t1 = _cpu_seconds(pid), time.perf_counter()
-    writer_stop.set()
-    writes = await writer
+    await asyncio.to_thread(writer.wait, 60)
     stop.set()
     for t in tasks:
         t.cancel()
     await asyncio.wait(tasks, timeout=10)
+    written = orjson.loads(out.read_bytes())
+    out.unlink(missing_ok=True)
+    sent_at = {int(k): v for k, v in written["sent_at"].items()}
     return {"stats": stats, "elapsed": t1 - t0, "cpu": (cpu1 - cpu0) / (t1 - t0),
-            "writes": writes}
+            "writes_per_s": written["rows"] / written["elapsed"],
+            "latencies": stats.latencies_ms(sent_at)}
 
 
 async def _run_raw(url: str, clients: int, seconds: float) -> Stats:
@@ -285,9 +314,13 @@ def main() -> None:
     p.add_argument("--writes-per-s", type=int, default=200)
     p.add_argument("--serve", nargs=2, metavar=("PORT", "DB"))
     p.add_argument("--raw", nargs=2, metavar=("PORT", "SIZE"))
+    p.add_argument("--writer", nargs=4, metavar=("URL", "RATE", "SECONDS", "OUT"))
     args = p.parse_args()
     if args.serve:
         _serve_sync(int(args.serve[0]), args.serve[1])
+        return
+    if args.writer:
+        _write_process(args.writer[0], int(args.writer[1]), float(args.writer[2]), args.writer[3])
         return
     if args.raw:
         _serve_raw(int(args.raw[0]), int(args.raw[1]))
@@ -317,7 +350,7 @@ def main() -> None:
         _stop(raw)
     events_per_s = stats.events / ours["elapsed"]
     ceiling = raw_stats.events / 8
-    lat = stats.latencies or [float("nan")]
+    lat = ours["latencies"] or [float("nan")]
     report(
         "server_fanout",
         scenario=(
@@ -335,7 +368,7 @@ def main() -> None:
             "events_per_s": Metric(events_per_s, "events/s"),
             "raw_ceiling_events_per_s": Metric(ceiling, "events/s"),
             "delivered_ratio": Metric(events_per_s / ceiling if ceiling else 0.0, "ratio"),
-            "writes_committed_per_s": Metric(ours["writes"] / (ours["elapsed"] + 1), "rows/s"),
+            "writes_committed_per_s": Metric(ours["writes_per_s"], "rows/s"),
             "server_cpu_cores": Metric(ours["cpu"], "cores"),
         },
         baseline={"raw_sse_starlette_events_per_s": Metric(ceiling, "events/s")},
