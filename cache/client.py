@@ -216,6 +216,10 @@ class Client:
 
     async def _on_event(self, event: Any, event_id: str | None) -> None:
         if isinstance(event, Hello):
+            if event.resume == "fresh" and self._holds_server_rows():
+                # No cursor was sent, so the server assumes we hold nothing and will not delete
+                # what we have: drop it ourselves, as for a reset (pending writes stay).
+                self._on_reset()
             self.connection_state.on_next(ConnectionState.ONLINE)
             self._online.set()
             self.local.rows.online = True
@@ -239,6 +243,10 @@ class Client:
             raise self.update_error  # type: ignore[misc]
         elif isinstance(event, ErrorEvent):
             log.info("server closed the stream: %s %s", event.code, event.message)
+
+    @_locked
+    def _holds_server_rows(self) -> bool:
+        return any(True for _ in self.budget.rows())
 
     @_locked
     def _on_reset(self) -> None:
