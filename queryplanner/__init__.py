@@ -4,7 +4,13 @@
 """
 
 from .builder import QueryBuilder, as_query, col, exists, measure, not_exists, table
+from .compile_cache import CompileCache, CompiledQuery, compile_query
+from .coverage import CachedRows, CompleteQuery, Coverage, covers
+from .coverage_index import CoverageIndex
+from .coverage_rows import RowsInMemory
+from .describe import describe
 from .errors import QueryError, QueryPlannerError, SchemaError
+from .planner import CacheState, Plan, Route, plan
 from .predicate import compile_predicate, compile_sort_key, evaluate
 from .query import (
     Aggregate,
@@ -31,10 +37,17 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Aggregate",
     "And",
+    "CacheState",
+    "CachedRows",
     "Column",
     "ColumnType",
     "Compare",
+    "CompileCache",
+    "CompiledQuery",
+    "CompleteQuery",
     "Condition",
+    "Coverage",
+    "CoverageIndex",
     "Exists",
     "InList",
     "IsNull",
@@ -44,12 +57,15 @@ __all__ = [
     "Not",
     "Or",
     "OrderBy",
+    "Plan",
     "Query",
     "QueryBuilder",
     "QueryError",
     "QueryPlannerError",
     "Related",
     "Relationship",
+    "Route",
+    "RowsInMemory",
     "Schema",
     "SchemaError",
     "Start",
@@ -59,12 +75,16 @@ __all__ = [
     "bind",
     "col",
     "compile_predicate",
+    "compile_query",
     "compile_sort_key",
+    "covers",
+    "describe",
     "evaluate",
     "exists",
     "measure",
     "not_exists",
     "parse_query",
+    "plan",
     "query_id",
     "table",
 ]

@@ -315,9 +315,9 @@ def decide(
         else:
             windows.append((c, c_cubes))
     if not pool and not windows:
-        # q's rows with NULL in every such column are in no complete query.
-        why = "holds its rows" if blocked else "overlaps it"
-        return Coverage(False, (), f"no complete query {why}")
+        # Either none overlaps q, or q's rows with NULL in the columns the overlapping ones
+        # need a value in are in none of them. (One message: the index skips the former.)
+        return Coverage(False, (), "no complete query can hold its rows")
     order = {c.id: i for i, c in enumerate(candidates)}
     for c, c_cubes in blocked:
         cq = c.query
