@@ -1,0 +1,71 @@
+"""The vectorized row sizes of a batch are exactly ``queryplanner.wire.row_bytes``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cache.batch import RowBatch
+from queryplanner import ColumnType, Schema
+from queryplanner.wire import row_bytes
+from tests.conftest import DEMO_SCHEMA_PATH
+
+SCHEMA = Schema.load(DEMO_SCHEMA_PATH)
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+def _value(kind: ColumnType, nullable: bool) -> st.SearchStrategy[Any]:
+    base: st.SearchStrategy[Any] = {
+        ColumnType.INTEGER: st.integers(-(2**63), 2**63 - 1),
+        ColumnType.FLOAT: st.floats(allow_nan=False, allow_infinity=False),
+        ColumnType.TEXT: TEXT,
+        ColumnType.BOOLEAN: st.booleans(),
+        ColumnType.TIMESTAMP: st.sampled_from(
+            ["2026-01-01T00:00:00", "2026-11-30T12:00:00.123456"]
+        ),
+        ColumnType.JSON: st.one_of(TEXT, st.integers(), st.lists(st.integers(), max_size=3)),
+    }[kind]
+    return st.one_of(st.none(), base) if nullable else base
+
+
+@st.composite
+def rows(draw: st.DrawFn, table: str) -> list[dict[str, Any]]:
+    t = SCHEMA.table(table)
+    n = draw(st.integers(0, 5))
+    out = []
+    for _ in range(n):
+        row = {c.name: draw(_value(c.type, c.nullable)) for c in t.columns}
+        row["_v"] = draw(st.integers(0, 10**6))
+        out.append(row)
+    return out
+
+
+@settings(deadline=None, max_examples=60)
+@given(data=st.data(), table=st.sampled_from([t.name for t in SCHEMA.tables]))
+def test_batch_sizes_equal_row_bytes(data: st.DataObject, table: str) -> None:
+    batch_rows = data.draw(rows(table))
+    got = RowBatch(SCHEMA.table(table), batch_rows).sizes()
+    assert got == [row_bytes(r) for r in batch_rows]
+
+
+def test_json_values_are_sized_as_values() -> None:
+    """A JSON string counts its text without quotes, like ``value_bytes`` (not its JSON text)."""
+    schema = Schema.from_dict(
+        {
+            "version": 1,
+            "tables": {
+                "doc": {
+                    "columns": {"id": {"type": "integer", "nullable": False}, "body": "json"},
+                    "primaryKey": ["id"],
+                }
+            },
+        }
+    )
+    rows_ = [
+        {"id": 1, "body": "héllo", "_v": 1},
+        {"id": 2, "body": {"a": [1, 2]}, "_v": 1},
+        {"id": 3, "body": None, "_v": 1},
+    ]
+    assert RowBatch(schema.table("doc"), rows_).sizes() == [row_bytes(r) for r in rows_]
