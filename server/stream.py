@@ -33,8 +33,9 @@ class Outbox:
         if self.closed:
             return
         size = len(item[2])
-        # One event larger than the limit still goes out when nothing waits (a big hydration).
-        if self._items and self.bytes + size > self.limit:
+        # Cut off once what waits reaches the limit: the queue never holds more than the limit
+        # plus one event, and one event larger than the limit (a big hydration) still goes out.
+        if self.bytes >= self.limit:
             self.close(
                 ErrorEvent(
                     "slow_consumer",
