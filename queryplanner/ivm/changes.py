@@ -52,7 +52,7 @@ class RowChange:
 def coalesce(schema: Schema, batch: Iterable[RowChange]) -> dict[str, list[RowChange]]:
     """One net change per (table, primary key), grouped by table, in first-seen order."""
     net: dict[tuple[str, Key], list[Any]] = {}
-    for change in batch:
+    for change in _split(schema, batch):
         pk = schema.table(change.table).primary_key
         image = change.new if change.new is not None else change.old
         if image is None:
@@ -70,6 +70,19 @@ def coalesce(schema: Schema, batch: Iterable[RowChange]) -> dict[str, list[RowCh
             continue
         out.setdefault(table, []).append(RowChange(table, old, new))
     return out
+
+
+def _split(schema: Schema, batch: Iterable[RowChange]) -> Iterable[RowChange]:
+    """An edit that changes the primary key is a delete of one row and an insert of another."""
+    for change in batch:
+        old, new = change.old, change.new
+        if old is not None and new is not None:
+            pk = schema.table(change.table).primary_key
+            if row_key(pk, old) != row_key(pk, new):
+                yield RowChange(change.table, old, None)
+                yield RowChange(change.table, None, new)
+                continue
+        yield change
 
 
 @dataclass(frozen=True)

@@ -167,3 +167,15 @@ def test_memory_store_scan_is_evaluate(demo_schema: Schema, rows: list[Any], whe
                         "inclusive": start % 2 == 0}
         q = _q(demo_schema, **doc)
     assert list(store.scan(q)) == evaluate(q, demo_schema, store.rows("issue"))
+
+
+def test_an_edit_of_the_primary_key_is_a_delete_and_an_insert(demo_schema: Schema) -> None:
+    store, engine = _engine(demo_schema, n=5)
+    q = _q(demo_schema, orderBy=[["id", "desc"]], limit=2)
+    engine.subscribe("s", q)
+    r5 = store.get("issue", (5,))
+    assert r5 is not None
+    out = _commit(store, engine, [RowChange.edit("issue", r5, dict(r5, id=0))])
+    assert engine.rows("s") == evaluate(q, demo_schema, store.rows("issue"))
+    assert [r.key for r in out["s"].removed] == [(5,)]
+    assert [r.key for r in out["s"].added] == [(3,)]
