@@ -340,5 +340,5 @@ class IvmMachine(RuleBasedStateMachine):
             assert all(same(dict(self.held[sub][k]), dict(v)) for k, v in mine.items())
 
 
-IvmMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
+IvmMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
 TestIvmAgainstDuckDB = IvmMachine.TestCase
