@@ -43,7 +43,13 @@ from queryplanner.aggregate import aggregate_rows
 from queryplanner.predicate import Row
 from queryplanner.query import Aggregate
 from queryplanner.schema import ColumnType, Relationship
-from queryplanner.sql import compile_row_sets, compile_select, create_table_sql, nest_rows
+from queryplanner.sql import (
+    DUCKDB_SETUP,
+    compile_row_sets,
+    compile_select,
+    create_table_sql,
+    nest_rows,
+)
 
 SCHEMA = Schema.from_dict(
     {
@@ -249,7 +255,7 @@ class Lookup:
 @pytest.fixture(scope="module")
 def con() -> Iterator[duckdb.DuckDBPyConnection]:
     c = duckdb.connect()
-    for ddl in create_table_sql(SCHEMA):
+    for ddl in [*DUCKDB_SETUP, *create_table_sql(SCHEMA)]:
         c.execute(ddl)
     yield c
     c.close()
