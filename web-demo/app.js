@@ -257,7 +257,9 @@ function fillSelect(sel, rows, text) {
   $(sel).value = current;
 }
 
+performance.mark("app:modules");
 const schemaDoc = await (await fetch("app-schema.json")).json();
+performance.mark("app:schema");
 const client = new Client({ url: params.get("server") ?? "", schema: schemaDoc, name: params.get("db") ?? "querysync-demo" });
 window.demo.client = client;
 client.onState((s, err) => {
@@ -270,8 +272,10 @@ client.onState((s, err) => {
   }
 });
 await client.start();
+performance.mark("app:started");
 setupFilters();
 resubscribe(); // the visible view first, so it hydrates first
+performance.mark("app:subscribed");
 for (const [tableName, sel, text] of [["user", "#f-assignee", (r) => r.name], ["label", "#f-label", (r) => r.name], ["project", "#f-project", (r) => r.name]]) {
   client.subscribe({ table: tableName }, (snap) => {
     for (const r of snap.rows) lookups[tableName].set(r.id, r);
@@ -285,12 +289,12 @@ for (const [tableName, sel, text] of [["user", "#f-assignee", (r) => r.name], ["
 // poke, and the first list must not wait for the whole table.
 let preloaded = false;
 await firstViewComplete;
-client.subscribe({ table: "issue_label" }, () => {});
+client.subscribe({ table: "issue_label" }, () => {}, { rows: false });
 const total = client.subscribe({ table: "issue", aggregate: { measures: { n: { fn: "count" } } } }, (snap) => {
   if (preloaded || !snap.complete) return;
   preloaded = true;
   const q = { table: "issue", related: { labels: {} } };
   if (PRELOAD !== null || (snap.rows[0]?.n ?? 0) > PRELOAD_ALL_UP_TO) Object.assign(q, { orderBy: [["modified", "desc"]], limit: Math.min(PRELOAD ?? MAX_LIMIT, MAX_LIMIT) });
-  client.subscribe(q, () => {});
+  client.subscribe(q, (preload) => { if (preload.complete) window.demo.preloaded = true; }, { rows: false });
   queueMicrotask(() => total.unsubscribe());
 });

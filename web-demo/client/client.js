@@ -13,6 +13,17 @@ import { loadSchema, normalizeQuery, queryId, wireQuery } from "./query.js";
 import { sha256Hex } from "./sha256.js";
 import { DEFAULT_BUDGET_BYTES, LocalStore } from "./store.js";
 
+// Pokes with more rows than this are applied in chunks of CHUNK_ROWS, one task each.
+const LARGE_POKE_ROWS = 5000;
+const CHUNK_ROWS = 2000;
+
+/** Give the event loop a turn: scheduler.yield resumes ahead of other queued work. */
+function nextTask() {
+  const scheduler = globalThis.scheduler;
+  if (scheduler?.yield) return scheduler.yield();
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 export class MutationRejected extends Error {
   constructor(mutation, reason) {
     super(`Mutation ${mutation.id} (${mutation.op} ${mutation.table}) was rejected: ${reason}`);
@@ -58,6 +69,8 @@ export class Client {
     this.generation = 0; // bumps when the set of complete queries changes
     this.closed = false;
     this.pokes = [];
+    this.inbox = []; // stream events waiting for a large poke to be applied
+    this.draining = false;
   }
 
   // -- lifecycle -------------------------------------------------------------------------
@@ -81,7 +94,7 @@ export class Client {
       }
       this.outbox = saved.outbox.sort((a, b) => a.id - b.id).map((m) => ({ ...m, sent: false }));
       this.store.setPending(this.outbox);
-      this.store.dirty.clear();
+      this.store.clearDirty();
     } else {
       if (saved) console.info("querysync: the saved store has another schema; starting over.");
       this.clientId = randomId();
@@ -157,6 +170,7 @@ export class Client {
   /** Check the schema version and re-declare the desired queries, then open the stream. */
   async connect() {
     if (this.closed || this.state === "update-needed") return;
+    performance.mark("client:connect");
     try {
       this.rejectQueries(await this.post("/queries", { add: this.desired(), remove: [] }));
     } catch (err) {
@@ -164,6 +178,7 @@ export class Client {
       this.offline();
       return;
     }
+    performance.mark("client:declared");
     const params = new URLSearchParams({ clientId: this.clientId, schemaVersion: String(this.schema.version) });
     if (this.lastEventId !== null) params.set("lastEventId", String(this.lastEventId));
     if (this.token) params.set("token", this.token);
@@ -173,9 +188,9 @@ export class Client {
       if (this.es !== es) return;
       fn(JSON.parse(ev.data), ev);
     });
-    on("hello", (hello) => this.onHello(hello));
+    on("hello", (hello) => this.enqueue(() => this.onHello(hello)));
     on("poke", (poke, ev) => this.onPoke(poke, ev.lastEventId));
-    on("reset", () => { this.store.reset(); this.generation++; this.changed(); });
+    on("reset", () => this.enqueue(() => { this.store.reset(); this.generation++; this.changed(); }));
     on("queryError", (e) => this.onQueryError(e));
     on("schema", (e) => { if (e.updateNeeded) this.updateNeeded(new SchemaVersionError({ message: "The server's schema changed; reload the app.", serverVersion: e.serverSchemaVersion, minClientVersion: e.minClientVersion, clientVersion: this.schema.version })); });
     es.addEventListener("error", (ev) => {
@@ -198,6 +213,7 @@ export class Client {
   }
 
   onHello(hello) {
+    performance.mark("client:hello");
     this.backoff = 250;
     this.setState("online");
     // Mutations the server processed while we did not hear back: their effects arrive on the
@@ -214,11 +230,51 @@ export class Client {
     this.changed();
   }
 
+  /** Stream events that change the store run one at a time, in order: a large poke is applied
+   * over several tasks, and what arrives meanwhile waits for it. */
+  enqueue(fn) {
+    this.inbox.push(fn);
+    if (!this.draining) this.drain();
+  }
+
+  async drain() {
+    this.draining = true;
+    try {
+      while (this.inbox.length) await this.inbox.shift()();
+    } finally {
+      this.draining = false;
+    }
+  }
+
   onPoke(poke, id) {
+    this.enqueue(() => this.applyPoke(poke, id));
+  }
+
+  async applyPoke(poke, id) {
     const t0 = performance.now();
-    const touched = this.store.applyPoke(poke);
-    // The last pokes, for the cache panel and the benchmark: when, how big, how long to apply.
-    this.pokes.push({ t: t0, version: poke.version, rows: Object.values(poke.put ?? {}).reduce((n, r) => n + r.length, 0), complete: Object.keys(poke.complete ?? {}), ms: performance.now() - t0 });
+    const rows = Object.values(poke.put ?? {}).reduce((n, r) => n + r.length, 0)
+      + Object.values(poke.del ?? {}).reduce((n, r) => n + r.length, 0);
+    let touched;
+    let busy = 0;
+    let chunks = 1;
+    if (rows <= LARGE_POKE_ROWS) {
+      touched = this.store.applyPoke(poke);
+      busy = performance.now() - t0;
+    } else {
+      // Chunks with a yield in between, so input and rendering are not frozen for the second
+      // a 50,000-row hydration takes. Views are refreshed once, when it is all in.
+      const steps = this.store.applyPokeSteps(poke, CHUNK_ROWS);
+      for (let t = t0; ; chunks++) {
+        const step = steps.next();
+        busy += performance.now() - t;
+        if (step.done) { touched = step.value; break; }
+        await nextTask();
+        t = performance.now();
+      }
+    }
+    // The last pokes, for the cache panel and the benchmark: when, how big, how long the
+    // main thread was busy applying it, over how many tasks and how long it took in all.
+    this.pokes.push({ t: t0, version: poke.version, rows, complete: Object.keys(poke.complete ?? {}), ms: busy, chunks, spanMs: performance.now() - t0 });
     if (this.pokes.length > 50) this.pokes.shift();
     if (id) this.lastEventId = id; // opaque: the server's resume token
     if (Object.keys(poke.complete ?? {}).length) this.generation++;
@@ -261,10 +317,14 @@ export class Client {
     return { id, route: cov.covered ? "local" : "local_then_server", ...cov };
   }
 
-  /** Live result of a query: `cb({rows, complete, source, version, explain})` on every change. */
-  subscribe(doc, cb, { ttl = 600 } = {}) {
+  /**
+   * Live result of a query: `cb({rows, complete, source, version, explain})` on every change.
+   * With `rows: false` the query is only kept in the cache (a preload): `cb` gets `rows: null`
+   * and the result is never computed locally, which for a whole table would cost every change.
+   */
+  subscribe(doc, cb, { ttl = 600, rows = true } = {}) {
     const { q, id } = this.normalize(doc);
-    const sub = { id, q, doc, cb, ttl, generation: -1, explain: null, closed: false };
+    const sub = { id, q, doc, cb, ttl, generation: -1, explain: null, closed: false, rows };
     this.subs.add(sub);
     this.refresh(sub);
     return {
@@ -291,7 +351,7 @@ export class Client {
       return;
     }
     const complete = sub.explain.covered || Boolean(entry && entry.complete);
-    const rows = this.store.run(sub.q);
+    const rows = sub.rows ? this.store.run(sub.q) : null;
     sub.cb({ id: sub.id, rows, complete, source: sub.explain.covered ? "local" : complete ? "server" : "local-partial", version: this.store.version, explain: sub.explain, error: sub.error ?? null });
   }
 
@@ -339,7 +399,9 @@ export class Client {
     this.notifyScheduled = true;
     queueMicrotask(() => {
       this.notifyScheduled = false;
+      const t0 = performance.now();
       for (const sub of [...this.subs]) if (!sub.closed) this.refresh(sub);
+      performance.measure("refresh", { start: t0, end: performance.now() });
       const usage = this.usage();
       for (const cb of this.usageListeners) cb(usage);
       this.schedulePersist();
@@ -424,16 +486,18 @@ export class Client {
 
   async persistNow() {
     if (!this.persistence) return;
-    const rows = [...this.store.dirty.entries()];
+    const rows = this.store.takeDirty();
     const clearRows = this.store.cleared || this.persistAll;
-    this.store.dirty.clear();
     this.store.cleared = false;
     this.persistAll = false;
     const queries = [...this.store.queries.values()].map(({ id, query, wire, complete, version, lastUsed, ttl }) => ({ id, query, wire, complete, version, lastUsed, ttl }));
     const outbox = this.outbox.map(({ sent, ...m }) => m);
     const meta = { schemaHash: this.schemaHash, clientId: this.clientId, lastEventId: this.lastEventId, nextMutationId: this.nextMutationId, version: this.store.version };
     try {
-      await this.persistence.save({ meta, rows, queries, outbox, clearRows });
+      const t0 = performance.now();
+      const saving = this.persistence.save({ meta, rows, queries, outbox, clearRows });
+      performance.measure(`persist:${rows.length}`, { start: t0, end: performance.now() });
+      await saving;
     } catch (err) {
       console.warn("querysync: could not persist the store", err);
     }

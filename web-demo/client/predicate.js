@@ -31,6 +31,26 @@ export function likeRegex(pattern) {
   return re;
 }
 
+/** A LIKE pattern -> a test of a string. The demo's search box makes `%text%`, tested on every
+ * title of the store per keystroke: plain substrings, prefixes and suffixes skip the RegExp. */
+export function likeMatcher(pattern) {
+  const parts = pattern.split("%");
+  const plain = (t) => !/[_\\]/.test(t);
+  if (parts.every(plain)) {
+    if (parts.length === 1) return (v) => v === pattern;
+    if (parts.length === 2) {
+      const [head, tail] = parts;
+      return (v) => v.length >= head.length + tail.length && v.startsWith(head) && v.endsWith(tail);
+    }
+    if (parts.length === 3 && parts[0] === "" && parts[2] === "") {
+      const inner = parts[1];
+      return (v) => v.includes(inner);
+    }
+  }
+  const re = likeRegex(pattern);
+  return (v) => re.test(v);
+}
+
 const lowerCache = new Map();
 
 /** ILIKE's case folding, as DuckDB's lower and Python's predicate.fold_case: each code point
@@ -38,7 +58,7 @@ const lowerCache = new Map();
  * points and a word-final 'Σ' to 'ς'). */
 export function foldCase(text) {
   // eslint-disable-next-line no-control-regex
-  if (/^[\x00-\x40\x5b-\x7f]*$/.test(text)) return text; // nothing to fold
+  if (/^[\x00-\x7f]*$/.test(text)) return text.toLowerCase(); // ASCII folds one for one
   let out = "";
   for (const ch of text) {
     let low = lowerCache.get(ch);
@@ -120,11 +140,11 @@ export function compileCondition(cond, schema, tableName, lookup) {
     case "like": case "not like": case "ilike": case "not ilike": {
       const ci = op.endsWith("ilike");
       const neg = op.startsWith("not");
-      const re = likeRegex(ci ? foldCase(value) : value);
+      const match = likeMatcher(ci ? foldCase(value) : value);
       return (row) => {
         const v = row[column];
         if (v === null || v === undefined) return null;
-        return re.test(ci ? foldCase(v) : v) !== neg;
+        return match(ci ? foldCase(v) : v) !== neg;
       };
     }
     default: {
@@ -154,11 +174,16 @@ export function compilePredicate(cond, schema, tableName, lookup) {
   return (row) => test(row) === true;
 }
 
-/** A comparator giving the query's total order; NULL sorts last in both directions. */
-export function compileComparator(orderBy) {
-  const parts = orderBy.map(([c, dir]) => [c, dir === "desc" ? -1 : 1]);
+// Timestamps are fixed-width ASCII text: the engine's own string order is code point order.
+const nativeOrder = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** A comparator giving the query's total order; NULL sorts last in both directions.
+ * `columns` (the table's column specs), when given, lets timestamps compare natively. */
+export function compileComparator(orderBy, columns = null) {
+  const parts = orderBy.map(([c, dir]) => [c, dir === "desc" ? -1 : 1,
+    columns?.[c]?.type === "timestamp" ? nativeOrder : compareValues]);
   return (a, b) => {
-    for (const [c, sign] of parts) {
+    for (const [c, sign, compareValues] of parts) {
       const x = a[c];
       const y = b[c];
       const xn = x === null || x === undefined;
@@ -189,7 +214,7 @@ export function evaluate(q, schema, rows, lookup, tableName = q.table) {
   const after = compileStartFilter(q);
   const selected = [];
   for (const r of rows) if (keep(r) && after(r)) selected.push(r);
-  const cmp = compileComparator(q.orderBy);
+  const cmp = compileComparator(q.orderBy, schema.tables[tableName].columns);
   const limited = q.limit !== undefined && q.limit !== null;
   const out = limited && selected.length > 4 * q.limit ? topK(selected, q.limit, cmp)
     : limited ? selected.sort(cmp).slice(0, q.limit) : selected.sort(cmp);

@@ -22,6 +22,7 @@ export function loadSchema(doc) {
       name,
       columns,
       columnNames: Object.keys(columns),
+      timestampColumns: Object.keys(columns).filter((c) => columns[c].type === "timestamp"),
       primaryKey: [].concat(t.primaryKey ?? "id"),
       relationships: t.relationships ?? {},
     };

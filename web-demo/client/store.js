@@ -1,8 +1,8 @@
 // The local row store: server-derived rows per table, the queries that hold them, the byte
 // budget with whole-query LRU eviction, and the optimistic (pending) layer on top.
 //
-// Server rows change only through `applyPoke` (a poke is applied atomically: rows, deletes and
-// completions move together). Pending mutations overlay those rows until the server's version
+// Server rows change only through `applyPoke`/`applyPokeSteps` (rows and deletes first,
+// then the completions and the version; a large poke may be applied in chunks). Pending mutations overlay those rows until the server's version
 // that includes them arrives. Timestamps are held in the fixed-width form of values.js.
 
 import { covers } from "./coverage.js";
@@ -20,6 +20,7 @@ export class LocalStore {
     this.base = new Map(); // table -> Map(key -> row)
     this.rowSize = new Map(); // table -> Map(key -> bytes)
     this.indexes = new Map(); // `${table}|${cols}` -> Map(valuesKey -> Set(key))
+    this.tableIndexes = new Map(); // table -> [its indexes]: _put touches only its own
     this.bytes = 0;
     this.version = 0;
     this.queries = new Map(); // id -> {id, query, wire, complete, version, active, lastUsed, ttl}
@@ -27,17 +28,35 @@ export class LocalStore {
     this.overlay = new Map(); // table -> Map(key -> row | null)
     this.clock = 0;
     this.overBudget = false;
-    this.dirty = new Map(); // `${table}|${key}` -> row | null, for persistence
+    this.dirtyRows = new Map(); // table -> Map(key -> row | null), for persistence
     this.cleared = false;
     this.epoch = 0; // bumps on every change of the visible rows (memo key)
     this.memo = new Map(); // query id -> {epoch, rows}: window results for coverage counts
-    for (const name of Object.keys(schema.tables)) {
+    this.keyFns = new Map(); // table -> row => key
+    for (const [name, t] of Object.entries(schema.tables)) {
       this.base.set(name, new Map());
       this.rowSize.set(name, new Map());
+      this.tableIndexes.set(name, []);
+      this.dirtyRows.set(name, new Map());
+      const pk = t.primaryKey;
+      // A one-column integer key's JSON text is "[" + digits + "]": skip JSON.stringify.
+      this.keyFns.set(name, pk.length === 1
+        ? (row) => (typeof row[pk[0]] === "number" ? `[${row[pk[0]]}]` : keyOf([row[pk[0]]]))
+        : (row) => keyOf(pk.map((k) => row[k])));
     }
   }
 
   // -- rows ------------------------------------------------------------------------------
+
+  /** A poke's freshly parsed row, decoded in place when it has exactly the table's columns
+   * (no copy per row when a poke brings tens of thousands); the poke must not be reused. */
+  decodeOwnedRow(tableName, doc) {
+    const t = this.schema.tables[tableName];
+    if (Object.keys(doc).length !== t.columnNames.length) return this.decodeRow(tableName, doc);
+    for (const c of t.columnNames) if (doc[c] === undefined) return this.decodeRow(tableName, doc);
+    for (const c of t.timestampColumns) if (typeof doc[c] === "string") doc[c] = timestampKey(doc[c]);
+    return doc;
+  }
 
   decodeRow(tableName, doc) {
     const t = this.schema.tables[tableName];
@@ -50,21 +69,23 @@ export class LocalStore {
   }
 
   key(tableName, row) {
-    return keyOf(this.schema.tables[tableName].primaryKey.map((k) => row[k]));
+    return this.keyFns.get(tableName)(row);
   }
 
   _put(tableName, row) {
-    const key = this.key(tableName, row);
+    const key = this.keyFns.get(tableName)(row);
     const rows = this.base.get(tableName);
+    const sizes = this.rowSize.get(tableName);
+    const indexes = this.tableIndexes.get(tableName);
     const old = rows.get(key);
-    if (old) this._unindex(tableName, key, old);
+    if (old && indexes.length) this._unindex(tableName, key, old);
     const size = rowBytes(this.schema.tables[tableName], row);
-    this.bytes += size - (this.rowSize.get(tableName).get(key) ?? 0);
+    this.bytes += size - (old ? sizes.get(key) : 0);
     rows.set(key, row);
+    sizes.set(key, size);
     this.epoch++;
-    this.rowSize.get(tableName).set(key, size);
-    this._index(tableName, key, row);
-    this.dirty.set(`${tableName}|${key}`, row);
+    if (indexes.length) this._index(tableName, key, row);
+    this.dirtyRows.get(tableName).set(key, row);
   }
 
   _delete(tableName, key) {
@@ -76,7 +97,21 @@ export class LocalStore {
     this.epoch++;
     this.bytes -= this.rowSize.get(tableName).get(key) ?? 0;
     this.rowSize.get(tableName).delete(key);
-    this.dirty.set(`${tableName}|${key}`, null);
+    this.dirtyRows.get(tableName).set(key, null);
+  }
+
+  /** The rows changed since the last call, as [`${table}|${key}`, row | null], and forget them. */
+  takeDirty() {
+    const out = [];
+    for (const [tableName, dirty] of this.dirtyRows) {
+      for (const [key, row] of dirty) out.push([`${tableName}|${key}`, row]);
+      dirty.clear();
+    }
+    return out;
+  }
+
+  clearDirty() {
+    for (const dirty of this.dirtyRows.values()) dirty.clear();
   }
 
   /** Restore a persisted row (`${table}|${key}` as saved from `dirty`). */
@@ -86,13 +121,15 @@ export class LocalStore {
   }
 
   /** Every visible row of a table: server rows with the pending layer on top. */
-  *rows(tableName) {
+  rows(tableName) {
     const over = this.overlay.get(tableName);
-    if (!over || over.size === 0) {
-      yield* this.base.get(tableName).values();
-      return;
-    }
-    for (const [key, row] of this.base.get(tableName)) if (!over.has(key)) yield row;
+    // Without pending changes, the Map's own iterator: a generator costs per row.
+    if (!over || over.size === 0) return this.base.get(tableName).values();
+    return this._overlaid(this.base.get(tableName), over);
+  }
+
+  *_overlaid(base, over) {
+    for (const [key, row] of base) if (!over.has(key)) yield row;
     for (const row of over.values()) if (row) yield row;
   }
 
@@ -111,19 +148,17 @@ export class LocalStore {
       idx.cols = cols;
       for (const [key, row] of this.base.get(tableName)) add(idx, keyOf(cols.map((c) => row[c])), key);
       this.indexes.set(name, idx);
+      this.tableIndexes.get(tableName).push(idx);
     }
     return idx;
   }
 
   _index(tableName, key, row) {
-    for (const [name, idx] of this.indexes) {
-      if (name.startsWith(`${tableName}|`)) add(idx, keyOf(idx.cols.map((c) => row[c])), key);
-    }
+    for (const idx of this.tableIndexes.get(tableName)) add(idx, keyOf(idx.cols.map((c) => row[c])), key);
   }
 
   _unindex(tableName, key, row) {
-    for (const [name, idx] of this.indexes) {
-      if (!name.startsWith(`${tableName}|`)) continue;
+    for (const idx of this.tableIndexes.get(tableName)) {
       const k = keyOf(idx.cols.map((c) => row[c]));
       const set = idx.get(k);
       if (set) { set.delete(key); if (!set.size) idx.delete(k); }
@@ -159,18 +194,39 @@ export class LocalStore {
 
   // -- pokes -----------------------------------------------------------------------------
 
-  /** Apply one poke atomically; returns the set of tables it touched. */
+  /** Apply one poke at once; returns the set of tables it touched. */
   applyPoke(poke) {
+    const steps = this.applyPokeSteps(poke, Infinity);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * Apply one poke in steps of at most `chunkRows` rows (a generator: it yields between
+   * chunks, and returns the set of tables touched). Completions and the version move last, so
+   * coverage never relies on a query whose rows are still arriving. The poke's rows are decoded
+   * in place: the caller hands the poke over.
+   */
+  *applyPokeSteps(poke, chunkRows = 2000) {
     const touched = new Set();
+    let n = 0;
     for (const [tableName, keys] of Object.entries(poke.del ?? {})) {
       if (!this.base.has(tableName)) continue;
-      for (const k of keys) this._delete(tableName, keyOf(k));
       touched.add(tableName);
+      for (const k of keys) {
+        this._delete(tableName, keyOf(k));
+        if (++n % chunkRows === 0) yield n;
+      }
     }
     for (const [tableName, rows] of Object.entries(poke.put ?? {})) {
       if (!this.base.has(tableName)) continue;
-      for (const doc of rows) this._put(tableName, this.decodeRow(tableName, doc));
       touched.add(tableName);
+      for (const doc of rows) {
+        this._put(tableName, this.decodeOwnedRow(tableName, doc));
+        if (++n % chunkRows === 0) yield n;
+      }
     }
     for (const [id, version] of Object.entries(poke.complete ?? {})) {
       const entry = this.queries.get(id);
@@ -182,11 +238,15 @@ export class LocalStore {
 
   /** A `reset`: forget every server row and completion (pending mutations stay). */
   reset() {
-    for (const name of this.base.keys()) { this.base.set(name, new Map()); this.rowSize.set(name, new Map()); }
+    for (const name of this.base.keys()) {
+      this.base.set(name, new Map());
+      this.rowSize.set(name, new Map());
+      this.tableIndexes.set(name, []);
+    }
     this.indexes.clear();
     this.epoch++;
     this.bytes = 0;
-    this.dirty.clear();
+    this.clearDirty();
     this.cleared = true;
     for (const q of this.queries.values()) q.complete = false;
   }
