@@ -41,7 +41,12 @@ from _harness import RESULTS, Metric, percentile, report  # noqa: E402
 
 from queryplanner import Query, Schema, parse_query  # noqa: E402
 from queryplanner.ivm import Engine, MemoryStore, RowChange  # noqa: E402
-from queryplanner.sql import compile_row_sets, compile_select, create_table_sql  # noqa: E402
+from queryplanner.sql import (  # noqa: E402
+    DUCKDB_SETUP,
+    compile_row_sets,
+    compile_select,
+    create_table_sql,
+)
 
 ISSUES, COMMENTS, PROJECTS, USERS = 100_000, 50_000, 1_000, 500
 STATUSES = ("backlog", "todo", "in_progress", "done", "canceled")
@@ -163,7 +168,7 @@ def run_engine(store: MemoryStore, n: int) -> dict[str, Any]:
 
 def load_duckdb(issues: list[dict[str, Any]], comments: list[dict[str, Any]]) -> Any:
     con = duckdb.connect()
-    for sql in create_table_sql(SCHEMA):
+    for sql in [*DUCKDB_SETUP, *create_table_sql(SCHEMA)]:
         con.execute(sql)
     for name, rows in (("issue", issues), ("comment", comments)):
         cols = SCHEMA.table(name).column_names

@@ -26,7 +26,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from queryplanner import Query, Schema, parse_query
 from queryplanner.ivm import Engine, MemoryStore, ResultChange, RowChange
-from queryplanner.sql import compile_row_sets, compile_select, create_table_sql, nest_rows
+from queryplanner.sql import (
+    DUCKDB_SETUP,
+    compile_row_sets,
+    compile_select,
+    create_table_sql,
+    nest_rows,
+)
 
 SCHEMA = Schema.from_dict({"tables": {
     "item": {
@@ -258,7 +264,7 @@ class IvmMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.con = duckdb.connect()
-        for sql in create_table_sql(SCHEMA):
+        for sql in [*DUCKDB_SETUP, *create_table_sql(SCHEMA)]:
             self.con.execute(sql)
         self.store = MemoryStore(SCHEMA)
         self.engine: Engine
