@@ -1,9 +1,9 @@
 """Committed change batches and the bounded change log that serves resumes and the engine.
 
 Every committed transaction becomes one ``ChangeBatch`` at its version: the rows it touched
-(table, primary key, operation, changed columns) and, for a mutation batch, the client and the
-outcomes to report on its stream. A bulk load is recorded as one ``load`` change without a key
-(the whole table may have changed).
+(table, primary key, operation, changed columns, the row images before and after) and, for
+a mutation batch, the client and the outcomes to report on its stream. A bulk load is recorded
+as one ``load`` change without a key (the whole table may have changed).
 
 The log keeps the newest batches within a window of versions and bytes. ``since(v)`` answers
 the batches after ``v``, or None when the window no longer reaches back to ``v``: the caller
@@ -34,9 +34,12 @@ class Change:
     # The row after the change (insert, update), so that a maintainer can tell whether a change
     # may touch a query without running it; not counted in the log's byte window.
     row: Mapping[str, Any] | None = field(default=None, compare=False)
+    # The row before the change (update, delete): the incremental engine needs both images.
+    old: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def size(self) -> int:
-        return 64 + 16 * len(self.key or ()) + 16 * len(self.columns) + 24 * len(self.row or ())
+        images = len(self.row or ()) + len(self.old or ())
+        return 64 + 16 * len(self.key or ()) + 16 * len(self.columns) + 24 * images
 
 
 @dataclass(frozen=True)

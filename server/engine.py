@@ -43,9 +43,10 @@ from queryplanner.protocol import (
 from .changelog import ChangeBatch
 from .clients import ClientRecord, Desired, PokeBuilder, SentPoke
 from .db import Database
+from .incremental import IncrementalMaintainer
 from .store import Store
 from .stream import Outbox
-from .subscriptions import Maintainer, RerunMaintainer, Subscription
+from .subscriptions import Maintainer, Subscription
 
 log = logging.getLogger("querysync.server")
 
@@ -102,7 +103,7 @@ class SyncEngine:
         self.db = db
         self.store = store
         self.limits = limits or EngineLimits()
-        self.maintainer: Maintainer = maintainer or RerunMaintainer()
+        self.maintainer: Maintainer = maintainer or IncrementalMaintainer(schema)
         self.clock = clock
         self.epoch = uuid.uuid4().hex[:8]
         self.subs: dict[tuple[str, str], Subscription] = {}
@@ -174,6 +175,7 @@ class SyncEngine:
             row = cur.execute("SELECT v FROM _qs_meta WHERE k = 'version'").fetchone()
         version = int(row[0]) if row else 0
         try:
+            self.maintainer.begin(cur, version)
             self._advance(cur, version, commands)
         finally:
             cur.execute("COMMIT")
@@ -285,6 +287,7 @@ class SyncEngine:
             d.sub.clients.discard(rec.client_id)
             if not d.sub.clients:
                 self.subs.pop(d.sub.key, None)
+                self.maintainer.remove(d.sub)
         return d
 
     def _attach(
@@ -382,7 +385,7 @@ class SyncEngine:
             if sub is None:
                 try:
                     sub = Subscription(key, query, self.schema, cmd.rules)
-                    sub.result = sub.run(cur)
+                    self.maintainer.add(cur, sub)
                 except Exception as exc:  # a query DuckDB cannot run: report, keep serving
                     log.warning("query %s failed: %s", qid, exc)
                     if attached:

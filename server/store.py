@@ -174,8 +174,21 @@ class Store:
                 MutationResult(r.id, r.status, r.reason, version if r.status == "applied" else None)
                 for r in decided.results
             )
+            # The images as DuckDB holds them (types, defaults, ``_v``): the engine's row images.
+            written: dict[str, set[tuple[Any, ...]]] = {}
+            for c in decided.changes:
+                if c.op != "delete":
+                    written.setdefault(c.table, set()).add(c.key)
+            new = self._fetch(cur, written)
             changes = tuple(
-                Change(c.table, c.key, c.op, c.columns, c.row)  # type: ignore[arg-type]
+                Change(
+                    c.table,
+                    c.key,
+                    c.op,  # type: ignore[arg-type]
+                    c.columns,
+                    new.get((c.table, c.key)),
+                    old.get((c.table, c.key)),
+                )
                 for c in decided.changes
             )
         except duckdb.Error as exc:

@@ -7,8 +7,9 @@ children and junction rows included. Clients that desire the same query under th
 share it, so a commit re-runs it once however many clients hold it.
 
 ``Maintainer.changes`` is the one function that, given the committed change batches, yields
-the changes per subscription. ``RerunMaintainer`` re-runs every subscription whose tables were
-touched and diffs; the incremental engine replaces it without touching the transport.
+the changes per subscription. ``IncrementalMaintainer`` (``server.incremental``, the default)
+pushes the batches through ``queryplanner.ivm``; ``RerunMaintainer`` re-runs every
+subscription whose tables were touched and diffs (the reference the tests compare with).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Subscription:
         self.tables = dependencies(query, schema, rules) | {r.table for r in self.row_sets}
         self.result: dict[RowKey, WireRow] = {}
         self.clients: set[str] = set()
+        self.ivm: Any = None  # the incremental maintainer's state for this subscription
         # A one-table query without EXISTS: a changed row can only matter if it is in the
         # result or matches the condition, which Python can test without running SQL.
         self.row_test: Callable[[Mapping[str, Any]], bool] | None = None
@@ -193,6 +195,18 @@ def has_exists(cond: Condition | None) -> bool:
 
 
 class Maintainer(Protocol):
+    def begin(self, cur: duckdb.DuckDBPyConnection, version: int) -> None:
+        """A step starts: ``cur`` is a read transaction at ``version`` until the next call."""
+        ...
+
+    def add(self, cur: duckdb.DuckDBPyConnection, sub: Subscription) -> None:
+        """Start maintaining ``sub``: set ``sub.result`` to its rows in the snapshot."""
+        ...
+
+    def remove(self, sub: Subscription) -> None:
+        """Stop maintaining ``sub`` (no client desires it any more)."""
+        ...
+
     def changes(
         self,
         cur: duckdb.DuckDBPyConnection,
@@ -209,6 +223,15 @@ class Maintainer(Protocol):
 
 class RerunMaintainer:
     """Re-runs every subscription that reads a touched table, and diffs."""
+
+    def begin(self, cur: duckdb.DuckDBPyConnection, version: int) -> None:
+        return None
+
+    def add(self, cur: duckdb.DuckDBPyConnection, sub: Subscription) -> None:
+        sub.result = sub.run(cur)
+
+    def remove(self, sub: Subscription) -> None:
+        return None
 
     def changes(
         self,

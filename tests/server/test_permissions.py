@@ -217,3 +217,74 @@ def test_write_rules_check_old_and_new_rows(demo_schema: Schema) -> None:
         assert r.status_code == 401 and "not valid" in r.json()["error"]["message"]
         api.close()
         anon.close()
+
+
+JUNCTION_RULES = {
+    "read": {**RULES["read"], "issue_label": {"column": "label_id", "op": "=", "value": 1}},
+    "write": RULES["write"],
+}
+
+
+def _private_puts(events: list[Any], private: set[int]) -> list[Any]:
+    """Every issue or comment row of ``private`` issues that any poke ever put."""
+    out = []
+    for e in events:
+        if e.name != "poke":
+            continue
+        out += [r for r in e.data["put"].get("issue", []) if r["id"] in private]
+        out += [r for r in e.data["put"].get("comment", []) if r["issue_id"] in private]
+    return out
+
+
+def test_live_changes_never_put_private_rows(demo_schema: Schema) -> None:
+    """The incremental engine with read rules: rows that turn private leave the other user's
+    client, private rows written later never reach it (through related children, EXISTS and
+    many-to-many labels), and rows that turn public arrive."""
+    for rules in (RULES, JUNCTION_RULES):
+        app = create_app(demo_schema, rules=rules, secret=SECRET)
+        tokens = {u: make_token(SECRET, u) for u in (1, 2)}
+        with serve_app(app) as server:
+            _seed_as_each_user(server.url, tokens)
+            api = Api(server.url, "live-user-1", token=tokens[1])
+            reader = StreamReader(server.url, "live-user-1", token=tokens[1],
+                                  keys={"issue_label": ("issue_id", "label_id")})
+            writer = Api(server.url, "live-writer-2", token=tokens[2])
+            try:
+                qids = [api.add_query(demo_schema, q) for q in QUERIES]
+                reader.wait_for(lambda evs, qids=qids: (
+                    {q for e in evs if e.name == "poke" for q in e.data["complete"]} >= set(qids)))
+                assert 202 in {k[0] for k in reader.state["issue"]}
+                # User 2's public issue 202 turns private; a new private issue gets a comment
+                # and a label; a private issue of user 2 gets a new label and comment.
+                out = writer.mutate(
+                    {"op": "update", "table": "issue", "key": [202],
+                     "set": {"visibility": "private"}},
+                    {"op": "insert", "table": "issue",
+                     "row": issue(250, creator_id=2, visibility="private", assignee_id=1)},
+                    {"op": "insert", "table": "comment", "row": {
+                        "id": 2500, "issue_id": 250, "creator_id": 2, "body": "hidden",
+                        "created": "2026-01-01T00:00:00"}},
+                    {"op": "insert", "table": "issue_label",
+                     "row": {"issue_id": 250, "label_id": 1}},
+                    {"op": "insert", "table": "comment", "row": {
+                        "id": 2501, "issue_id": 120, "creator_id": 2, "body": "hidden",
+                        "created": "2026-01-01T00:00:00"}},
+                )
+                assert all(r["status"] == "applied" for r in out["results"]), out
+                reader.wait_version(out["version"])
+                ids = {k[0] for k in reader.state["issue"]}
+                assert 202 not in ids and 250 not in ids
+                private = {120, 121, 122, 202, 250}
+                assert not _private_puts(reader.events, private - {202})
+                assert not _leaks({t: list(v.values()) for t, v in reader.state.items()}, 1)
+                # Turning 250 public brings it (and its comment) to user 1.
+                out = writer.mutate({"op": "update", "table": "issue", "key": [250],
+                                     "set": {"visibility": "public"}})
+                reader.wait_version(out["version"])
+                assert 250 in {k[0] for k in reader.state["issue"]}
+                assert 2500 in {k[0] for k in reader.state.get("comment", {})}
+                assert not _private_puts(reader.events, {120, 121, 122})
+            finally:
+                reader.close()
+                api.close()
+                writer.close()
