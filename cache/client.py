@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import random
 import time
 import warnings
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any
 
 import httpx
 import reactivex
@@ -51,12 +50,14 @@ from queryplanner.protocol import (
 )
 
 from .budget import Budget, Usage
-from .errors import ClientClosed, MutationRejected, SchemaVersionError, ServerError
+from .errors import ClientClosed, SchemaVersionError, ServerError
 from .live import ConnectionState, LiveQuery, Snapshot, identity_columns
 from .local import LocalState, PokeOutcome
+from .locking import locked as _locked
 from .routing import Route, route
 from .store import LocalStore
 from .transport import Transport, backoff_delay
+from .writes import Writes
 
 log = logging.getLogger("querysync.cache")
 
@@ -64,28 +65,11 @@ DEFAULT_BUDGET = 100 * 2**20
 PARTIAL_EMIT_INTERVAL = 0.25  # seconds between snapshots of a query still hydrating
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _locked(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run a (synchronous) client method holding the local state's lock."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        client = args[0]
-        assert isinstance(client, Client)
-        with client.local.lock:
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
 class BudgetWarning(UserWarning):
     """The active subscriptions alone need more than the byte budget."""
 
 
-class Client:
+class Client(Writes):
     def __init__(
         self,
         url: str,
@@ -553,112 +537,6 @@ class Client:
             elif isinstance(ev, CompleteEvent):
                 return Snapshot(bound.id, tuple(out), True, ev.version, "server")
         raise ServerError(502, "incomplete", "The server closed the query stream before complete.")
-
-    # -- writes --------------------------------------------------------------------------
-
-    def insert(self, table: str, row: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
-        return self.mutate({"op": "insert", "table": table, "row": dict(row)})
-
-    def upsert(self, table: str, row: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
-        return self.mutate({"op": "upsert", "table": table, "row": dict(row)})
-
-    def update(
-        self,
-        table: str,
-        key: Sequence[Any],
-        set: Mapping[str, Any],
-        *,
-        if_version: int | None = None,
-    ) -> asyncio.Future[MutationResult]:
-        body: dict[str, Any] = {"op": "update", "table": table, "key": list(key), "set": dict(set)}
-        if if_version is not None:
-            body["ifVersion"] = if_version
-        return self.mutate(body)
-
-    def delete(self, table: str, key: Sequence[Any]) -> asyncio.Future[MutationResult]:
-        return self.mutate({"op": "delete", "table": table, "key": list(key)})
-
-    @_locked
-    def mutate(self, mutation: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
-        """Apply a write optimistically now; the future resolves when the server decides it.
-
-        ``mutation`` is the wire form without ``id`` (docs/protocol.md, POST /mutate). Rejection
-        rolls the optimistic change back and fails the future with ``MutationRejected``.
-        """
-        if self._closed:
-            raise ClientClosed("The client is closed; create a new Client.")
-        self.schema.table(mutation["table"])
-        mid = int(self.store.get_meta("next_mutation_id") or 1)
-        body = {**mutation, "id": mid}
-        with self.store.transaction():
-            self.store.set_meta("next_mutation_id", str(mid + 1))
-            self.store.outbox_add(body)
-        self.local.add_pending(body)
-        fut: asyncio.Future[MutationResult] = asyncio.get_running_loop().create_future()
-        self._futures[mid] = fut
-        self._refresh({mutation["table"]})
-        self._flush_wake.set()
-        return fut
-
-    @_locked
-    def _restore_pending(self) -> None:
-        """Lay the persisted outbox back on the store after a restart."""
-        self.local.restore(self.store.outbox())
-
-    async def _flush_loop(self) -> None:
-        transport = self._check_open()
-        while not self._closed:
-            await self._flush_wake.wait()
-            self._flush_wake.clear()
-            await self._online.wait()
-            with self.local.lock:
-                batch = self.store.outbox()
-            if not batch:
-                continue
-            body = {
-                "clientId": self.client_id,
-                "schemaVersion": self.schema.version,
-                "mutations": batch,
-            }
-            try:
-                answer = await transport.post("/mutate", body)
-            except SchemaVersionError as exc:
-                self._update_needed(exc)
-                continue
-            except ServerError as exc:
-                log.warning("the outbox was refused: %s", exc)
-                continue
-            except httpx.HTTPError as exc:
-                log.info("sending the outbox failed (will retry on reconnect): %s", exc)
-                continue
-            results = [MutationResult.from_json(r) for r in answer.get("results", [])]
-            self._settle(batch, results, answer)
-
-    @_locked
-    def _settle(
-        self, batch: list[dict[str, Any]], results: list[MutationResult], answer: Any
-    ) -> None:
-        if results:
-            self.store.outbox_remove_through(max(r.id for r in results))
-        self.local.settle(
-            {
-                r.id: (r.version or answer.get("version")) if r.status == "applied" else None
-                for r in results
-            }
-        )
-        for res in results:
-            self._resolve(res)
-        self._refresh({m["table"] for m in batch})
-
-    @_locked
-    def _resolve(self, res: MutationResult) -> None:
-        fut = self._futures.pop(res.id, None)
-        if fut is None or fut.done():
-            return
-        if res.status == "rejected":
-            fut.set_exception(MutationRejected(res.id, res.reason or "no reason given"))
-        else:
-            fut.set_result(res)
 
 
 def _reads(live: LiveQuery, local: LocalState, tables: set[str]) -> bool:
