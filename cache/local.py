@@ -3,23 +3,22 @@
 ``LocalState`` owns the ``LocalStore`` and the ``Budget`` and keeps them in step:
 
 - ``apply_poke`` applies one server version atomically (one DuckDB transaction): the pending
-  layer is lifted off, the poke's deletes and puts are written as batches, the rows each desired
-  query holds are recomputed from the store (``compile_row_sets``) so the refcounts follow, rows
-  no query holds are deleted, the budget is enforced, and the remaining pending mutations are
+  layer is lifted off, the poke's deletes and puts are written as Arrow batches, the rows each
+  desired query holds follow the changed keys (``cache.membership``) so the refcounts follow,
+  rows no query holds are deleted, the budget is enforced, and the remaining pending mutations are
   laid back on top (a rebase, as Replicache does).
 - The budget is enforced before the write (inactive queries are evicted, LRU first, to make room
   for the poke's new bytes) and after it (if the pinned set alone is over the budget, the newest
   pinned queries are *demoted*: their rows leave the store and the client serves them from the
   server). So ``bytes_held <= budget_bytes`` holds at every commit.
-- Pending mutations live in the DuckDB tables as ordinary rows (so local queries see them) and in
-  ``shadow``: the server's row (or its absence) from before the first pending write touched it.
+- The optimistic pending layer is ``cache.pending.PendingLayer``.
+- ``run`` keeps hot answers in memory while the tables they read are unchanged.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +33,10 @@ from queryplanner.query import Exists, Not, to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
 from queryplanner.wire import decode_key, encode_row
 
-from .batch import VERSION_COLUMN, RowBatch
+from .batch import RowBatch
 from .budget import Budget, RowId
 from .membership import Changed, Membership
+from .pending import Pending, PendingLayer, wire_with_version
 from .routing import StoreRows
 from .store import LocalStore
 
@@ -56,18 +56,6 @@ class Desired:
     @property
     def json(self) -> dict[str, Any]:
         return to_json(self.query)
-
-
-@dataclass
-class Pending:
-    """An optimistic mutation (wire form, as sent) waiting for the server version that has it."""
-
-    body: dict[str, Any]
-    ack_version: int | None = None
-
-    @property
-    def id(self) -> int:
-        return int(self.body["id"])
 
 
 @dataclass
@@ -111,7 +99,7 @@ def _exists_tables(schema: Schema, t: Table, cond: Any, out: set[str]) -> None:
             _exists_tables(schema, t, term, out)
 
 
-class LocalState:
+class LocalState(PendingLayer):
     def __init__(self, schema: Schema, store: LocalStore, budget: Budget) -> None:
         self.schema = schema
         self.store = store
@@ -305,7 +293,7 @@ class LocalState:
             self.save_desired()
             self._lay_pending()
 
-    # -- the pending layer ---------------------------------------------------------------
+    # -- restart -------------------------------------------------------------------------
 
     def restore(self, outbox: Sequence[dict[str, Any]]) -> None:
         """After a restart: the server rows under the persisted shadow, the budget's record of
@@ -322,7 +310,7 @@ class LocalState:
                 if not stored:
                     continue
                 ids = [(t.name, tuple(r[k] for k in pk)) for r in stored]
-                wire = [_wire_with_version(t, r) for r in stored]
+                wire = [wire_with_version(t, r) for r in stored]
                 self.budget.put_rows(dict(zip(ids, RowBatch(t, wire).sizes(), strict=True)))
             for doc in orjson.loads(self.store.get_meta("desired") or "[]"):
                 query = parse_query(doc["query"], self.schema)
@@ -343,119 +331,3 @@ class LocalState:
             for d in self.desired.values()
         ]
         return orjson.dumps(doc, default=str).decode()
-
-    def save_shadow(self) -> None:
-        self.store.set_meta("shadow", self._shadow_doc())
-
-    def _shadow_doc(self) -> str | None:
-        doc = [[t, list(k), row] for (t, k), row in self.shadow.items()]
-        return orjson.dumps(doc, default=str).decode() if doc else None
-
-    def _settle_pending(self, poke: Poke) -> None:
-        """Drop pending writes the server has decided by ``poke.version``."""
-        decided = {m.id for m in poke.mutations}
-        self.pending = [
-            p
-            for p in self.pending
-            if p.id not in decided and (p.ack_version is None or p.ack_version > self.version)
-        ]
-
-    def add_pending(self, body: dict[str, Any]) -> None:
-        with self.store.transaction():
-            self.pending.append(Pending(body))
-            changed: dict[str, set[tuple[Any, ...]]] = {}
-            self._apply_mutation(body, changed)
-            self._refresh_members(changed)
-            self.save_shadow()
-
-    def settle(self, decided: Mapping[int, int | None]) -> None:
-        """Mutation outcomes from a ``/mutate`` answer: id -> version (None when rejected)."""
-        with self.store.transaction():
-            self._lift_pending()
-            for p in self.pending:
-                if p.id in decided:
-                    v = decided[p.id]
-                    p.ack_version = -1 if v is None else v
-            self.pending = [
-                p for p in self.pending if p.ack_version is None or p.ack_version > self.version
-            ]
-            self._lay_pending()
-            self.save_shadow()
-
-    def _lift_pending(self) -> None:
-        """Restore the server's rows under every pending write (the shadow)."""
-        restore: dict[str, list[dict[str, Any]]] = {}
-        remove: dict[str, list[tuple[Any, ...]]] = {}
-        for (table, key), row in self.shadow.items():
-            if row is None:
-                remove.setdefault(table, []).append(key)
-            else:
-                restore.setdefault(table, []).append(row)
-        for table, keys in remove.items():
-            self.store.delete_keys(table, keys)
-        for table, rows in restore.items():
-            self.store.put_rows(table, rows)
-        changed: dict[str, set[tuple[Any, ...]]] = {}
-        for table, key in self.shadow:
-            changed.setdefault(table, set()).add(key)
-        self.shadow.clear()
-        if changed:
-            self._refresh_members(changed)
-
-    def _lay_pending(self) -> None:
-        changed: dict[str, set[tuple[Any, ...]]] = {}
-        for p in self.pending:
-            self._apply_mutation(p.body, changed)
-        if changed:
-            self._refresh_members(changed)
-
-    def _apply_mutation(
-        self, body: Mapping[str, Any], changed: dict[str, set[tuple[Any, ...]]]
-    ) -> None:
-        """Lay one pending write on the store; its key goes into ``changed``."""
-        t = self.schema.table(body["table"])
-        op = body["op"]
-        if op in ("insert", "upsert"):
-            row = {c: body["row"].get(c) for c in t.column_names}
-            key = self.row_id(t, [row[k] for k in t.primary_key])
-            # An insert of a key already held is shown too (the app asked for it); the server
-            # rejects it and the rollback restores the held row from the shadow.
-            self._remember(key, self._current(t, key))
-            changed.setdefault(t.name, set()).add(key[1])
-            self.store.put_rows(t.name, [{**row, VERSION_COLUMN: 0}])
-            return
-        wire_key = body["key"]
-        if isinstance(wire_key, Mapping):
-            wire_key = [wire_key[k] for k in t.primary_key]
-        key = self.row_id(t, wire_key)
-        current = self._current(t, key)
-        if current is None:
-            return
-        self._remember(key, current)
-        changed.setdefault(t.name, set()).add(key[1])
-        if op == "delete":
-            self.store.delete_keys(t.name, [key[1]])
-        else:
-            merged = {
-                **encode_row(t, current),
-                **body["set"],
-                VERSION_COLUMN: current[VERSION_COLUMN],
-            }
-            self.store.put_rows(t.name, [merged])
-
-    def _current(self, t: Table, key: RowId) -> dict[str, Any] | None:
-        return self.store.get_rows(t.name, [key[1]]).get(key[1])
-
-    def _remember(self, key: RowId, current: dict[str, Any] | None) -> None:
-        if key not in self.shadow:
-            self.shadow[key] = (
-                None if current is None else _wire_with_version(self.schema.table(key[0]), current)
-            )
-
-
-def _wire_with_version(t: Table, row: dict[str, Any]) -> dict[str, Any]:
-    return {**encode_row(t, row), VERSION_COLUMN: row.get(VERSION_COLUMN, 0)}
-
-
-def replace_query(query: Query, **changes: Any) -> Query:
-    return dataclasses.replace(query, **changes)
