@@ -1,6 +1,6 @@
 """querysync's I/O-free core: schema, query model, validation, compilation, coverage, planning.
 
-    from queryplanner import Schema, Query, parse_query, to_sql, covers, plan
+    from queryplanner import Schema, table, col, bind, compile_select, CoverageIndex, plan
 """
 
 from .builder import QueryBuilder, as_query, col, exists, measure, not_exists, table
@@ -30,11 +30,22 @@ from .query import (
     Start,
     query_id,
 )
+from .rules import RuleSet, apply_read_rules, parse_rules
 from .schema import Column, ColumnType, Relationship, Schema, Table, Through
+from .sql import (
+    DUCKDB_SETUP,
+    CompiledSQL,
+    RowSetSQL,
+    compile_row_sets,
+    compile_select,
+    create_table_sql,
+    nest_rows,
+)
 from .validate import DEFAULT_LIMITS, Limits, bind, parse_query
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "DUCKDB_SETUP",
     "Aggregate",
     "And",
     "CacheState",
@@ -44,6 +55,7 @@ __all__ = [
     "Compare",
     "CompileCache",
     "CompiledQuery",
+    "CompiledSQL",
     "CompleteQuery",
     "Condition",
     "Coverage",
@@ -65,25 +77,33 @@ __all__ = [
     "Related",
     "Relationship",
     "Route",
+    "RowSetSQL",
     "RowsInMemory",
+    "RuleSet",
     "Schema",
     "SchemaError",
     "Start",
     "Table",
     "Through",
+    "apply_read_rules",
     "as_query",
     "bind",
     "col",
     "compile_predicate",
     "compile_query",
+    "compile_row_sets",
+    "compile_select",
     "compile_sort_key",
     "covers",
+    "create_table_sql",
     "describe",
     "evaluate",
     "exists",
     "measure",
+    "nest_rows",
     "not_exists",
     "parse_query",
+    "parse_rules",
     "plan",
     "query_id",
     "table",
