@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .coverage_implies import cubes_meet, implies
+from .coverage_implies import cube_within, cubes_meet, implies
 from .coverage_model import (
     CachedRows,
     CompleteQuery,
@@ -34,10 +34,10 @@ from .coverage_model import (
     Normal,
     column_kinds,
     cubes_of,
-    null_ok,
+    normal_of,
     pinned,
 )
-from .coverage_normal import ColumnKinds, Cube
+from .coverage_normal import ONLY_NULL, ColumnKinds, Cube
 from .coverage_rules import (
     exists_atoms,
     has_exists,
@@ -54,21 +54,45 @@ __all__ = ["CachedRows", "CompleteQuery", "Coverage", "Normal", "column_kinds", 
 
 # -- the decision ---------------------------------------------------------------------------
 
+# A candidate as the decision sees it: (its rank in the caller's order, the complete query,
+# its cubes, the nullable columns it needs a value in).
+_Cand = tuple[int, CompleteQuery, tuple[Cube, ...], frozenset[str]]
+
+
+def _null_slices_held(
+    q_cubes: tuple[Cube, ...], pool: Sequence[_Cand], blocked: Sequence[_Cand],
+    kinds: ColumnKinds,
+) -> bool:
+    """A necessary condition for the union, cheap to test first: for each column some blocked
+    member needs a value in, q's rows with NULL there (q allows it in every branch, or the
+    member would not be blocked) must be held by the members that do not need it."""
+    for col in sorted(frozenset().union(*(needs for *_, needs in blocked))):
+        slice_ = tuple(a.with_column(col, ONLY_NULL) for a in q_cubes)
+        held_by = [b for *_, cubes, needs in (*pool, *blocked) if col not in needs for b in cubes]
+        if implies(slice_, held_by, kinds) is None:
+            return False
+    return True
+
 
 def _union(
-    q_cubes: tuple[Cube, ...], pool: Sequence[tuple[CompleteQuery, tuple[Cube, ...]]],
-    kinds: ColumnKinds, order: dict[str, int],
+    q_cubes: tuple[Cube, ...], pool: Sequence[_Cand], blocked: Sequence[_Cand],
+    kinds: ColumnKinds,
 ) -> tuple[CompleteQuery, ...] | None:
+    if blocked and not _null_slices_held(q_cubes, pool, blocked, kinds):
+        return None
+    members = [*pool, *blocked]
     flat: list[Cube] = []
     owner: list[int] = []
-    for i, (_, cubes) in enumerate(pool):
+    for i, (_, _, cubes, _) in enumerate(members):
         flat.extend(cubes)
         owner.extend([i] * len(cubes))
     used = implies(q_cubes, flat, kinds)
     if used is None:
         return None
-    by = [pool[i][0] for i in {owner[j] for j in used}]
-    return tuple(sorted(by, key=lambda c: order[c.id]))
+    return tuple(c for _, c, _, _ in sorted(members[i] for i in {owner[j] for j in used}))
+
+
+_UNION = "its condition implies the union of complete queries"
 
 
 def decide(
@@ -86,7 +110,8 @@ def decide(
                                                  f"({inner.reason})")
     table = q.table
     d = column_kinds(schema, table)
-    q_cubes = cubes_of(schema, table, q.where)
+    qn = normal_of(q.where, d)
+    q_cubes = qn.cubes
     if q_cubes is None:
         return Coverage(False, (), "the condition is too complex to compare")
     if not q_cubes or q.limit == 0:
@@ -94,52 +119,55 @@ def decide(
     exists = exists_atoms(q_cubes)
     if any(e.negated for e in exists):
         return Coverage(False, (), "NOT EXISTS is only answered by the server")
-    pool: list[tuple[CompleteQuery, tuple[Cube, ...]]] = []
-    blocked: list[tuple[CompleteQuery, tuple[Cube, ...]]] = []
-    windows: list[tuple[CompleteQuery, tuple[Cube, ...]]] = []
-    q_pins = pinned(q_cubes, d)
-    may_be_null: dict[str, bool] = {}
-    for c in candidates:
+    subtree = bool(exists or q.related)
+    q_pins = qn.pins.keys()
+    valued = qn.valued_somewhere
+    # With one cube, the first superset that holds it alone is the answer (the union search
+    # would pick it too), so stop there instead of sorting out the rest.
+    single = q_cubes[0] if len(q_cubes) == 1 else None
+    pool: list[_Cand] = []
+    blocked: list[_Cand] = []
+    windows: list[_Cand] = []
+    for rank, c in enumerate(candidates):
         cq = c.query
         if cq.table != table or cq.aggregate is not None:
             continue
         normal = c.normal(schema)
         c_cubes = normal.cubes
-        if c_cubes is None or not normal.pins.keys() <= q_pins.keys():
+        if c_cubes is None or not normal.pins.keys() <= q_pins:
             # A complete query pinning a column to a few values can only hold q when q pins
             # it too (a union with other complete queries could, but that is not searched,
             # which keeps the index exact).
             continue
-        if not subtree_covered(cq, q, exists, schema, table):
+        if subtree and not subtree_covered(cq, q, exists, schema, table):
             continue
-        is_blocked = False
-        for col in normal.needs_value:
-            if col not in may_be_null:
-                may_be_null[col] = null_ok(q_cubes, col)
-            is_blocked = is_blocked or may_be_null[col]
-        if is_blocked:
-            # It cannot hold q alone; it may still complete a union, so keep it for that.
-            blocked.append((c, c_cubes))
+        superset = cq.limit is None and cq.start is None
+        entry = (rank, c, c_cubes, normal.needs_value)
+        if not normal.needs_value <= valued:
+            # q may have rows with NULL where it needs a value, so it cannot hold q alone; it
+            # may still complete a union, so keep it for that.
+            blocked.append(entry)
             continue
         if not any(cubes_meet(a, b, d) for a in q_cubes for b in c_cubes):
             continue
-        if cq.limit is None and cq.start is None:
-            pool.append((c, c_cubes))
-        else:
-            windows.append((c, c_cubes))
+        if not superset:
+            windows.append(entry)
+            continue
+        if single is not None and any(cube_within(single, b, d) for b in c_cubes):
+            return Coverage(True, (c,), _UNION)
+        pool.append(entry)
     if not pool and not windows:
         # Either none overlaps q, or q's rows with NULL in the columns the overlapping ones
         # need a value in are in none of them. (One message: the index skips the former.)
         return Coverage(False, (), "no complete query can hold its rows")
-    order = {c.id: i for i, c in enumerate(candidates)}
     # A union of blocked complete queries alone misses q's NULL rows, so only try unions
     # with at least one unblocked member.
-    supersets = [(c, cb) for c, cb in blocked if c.query.limit is None and c.query.start is None]
+    supersets = [e for e in blocked if e[1].query.limit is None and e[1].query.start is None]
     if pool:
-        by = _union(q_cubes, pool + supersets, d, order)
+        by = _union(q_cubes, pool, supersets, d)
         if by is not None:
-            return Coverage(True, by, "its condition implies the union of complete queries")
-    for c, c_cubes in windows:
+            return Coverage(True, by, _UNION)
+    for _, c, c_cubes, _ in windows:
         reason = _window_covers(c, c_cubes, q, q_cubes, schema, rows)
         if reason is not None:
             return Coverage(True, (c,), reason)
@@ -147,18 +175,18 @@ def decide(
         # Windows that hold fewer rows than their limit are all of their condition.
         joined = False
         for group, is_blocked in ((windows, False), (blocked, True)):
-            for c, c_cubes in group:
-                limit, size = c.query.limit, None
-                if c.query.start is None and limit is not None:
-                    size = _window_size(c, rows)
+            for e in group:
+                limit, size = e[1].query.limit, None
+                if e[1].query.start is None and limit is not None:
+                    size = _window_size(e[1], rows)
                 if size is not None and limit is not None and size < limit:
-                    (supersets if is_blocked else pool).append((c, c_cubes))
+                    (supersets if is_blocked else pool).append(e)
                     joined = True
         if pool and joined:
-            by = _union(q_cubes, pool + supersets, d, order)
+            by = _union(q_cubes, pool, supersets, d)
             if by is not None:
-                return Coverage(True, by, "its condition implies the union of complete queries "
-                                          "(windows holding fewer rows than their limit)")
+                return Coverage(True, by, _UNION + " (windows holding fewer rows than their "
+                                                   "limit)")
     return Coverage(False, (), "the overlapping complete queries do not hold all of its rows")
 
 

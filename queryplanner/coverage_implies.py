@@ -44,12 +44,6 @@ def cubes_meet(a: Cube, b: Cube, kinds: ColumnKinds) -> bool:
     return True
 
 
-def _replace(a: Cube, name: str, cs: ColumnSet) -> Cube:
-    cols = dict(a.columns)
-    cols[name] = cs
-    return Cube(tuple(sorted(cols.items())), a.atoms)
-
-
 class _Budget:
     __slots__ = ("left",)
 
@@ -73,6 +67,18 @@ def cube_covered(
 _UNKNOWN = object()
 
 
+def _beyond(values: list[object], up: bool) -> object:
+    """A value of the same type as ``values`` above (or below) all of them, or _UNKNOWN."""
+    if not values or any(type(v) is not type(values[0]) for v in values):
+        return _UNKNOWN
+    edge: object = max(values) if up else min(values)  # type: ignore[type-var]
+    if isinstance(edge, str):
+        return edge + "\0" if up else ("" if edge else _UNKNOWN)
+    if isinstance(edge, int | float) and not isinstance(edge, bool):
+        return edge + 1 if up else edge - 1
+    return _UNKNOWN
+
+
 def _witness_values(a: Cube, name: str, bs: Sequence[Cube], kinds: ColumnKinds) -> list[object]:
     """A few values (None for NULL) that a row of ``a`` can take in column ``name``."""
     mine = a.get(name)
@@ -81,27 +87,30 @@ def _witness_values(a: Cube, name: str, bs: Sequence[Cube], kinds: ColumnKinds) 
     out: list[object] = []
     if mine.null and name not in kinds.nonnull:
         out.append(None)
+    discrete = name in kinds.discrete
     for part in mine.values[:3]:
         if part.lo_closed:
             out.append(part.lo)
+            if discrete and part.hi_closed and part.hi != part.lo:
+                out.append(part.hi)  # a run of integers: its two ends are both candidates
         elif part.hi_closed:
             out.append(part.hi)
     if not out and mine.values == iv.ALL:
-        # Any value of the column's type will do: one above every value the bs mention.
-        seen = [p.hi for b in bs for p in b.get(name).values if p.hi_closed]
-        if seen and all(type(v) is type(seen[0]) for v in seen):
-            top = max(seen)
-            if isinstance(top, str):
-                out.append(top + "\0")
-            elif isinstance(top, int | float) and not isinstance(top, bool):
-                out.append(top + 1)
+        # Any value of the column's type will do: one above, or below, every value the bs
+        # mention as a bound.
+        parts = [p for b in bs for p in b.get(name).values]
+        for up, bounds in ((True, [p.hi for p in parts if p.hi_closed]),
+                           (False, [p.lo for p in parts if p.lo_closed])):
+            value = _beyond(bounds, up)
+            if value is not _UNKNOWN:
+                out.append(value)
     return out or [_UNKNOWN]
 
 
-def _holds(cs: ColumnSet, value: object, name: str, kinds: ColumnKinds, disc: bool) -> bool:
+def _holds(cs: ColumnSet, value: object, name: str, kinds: ColumnKinds) -> bool:
     if value is None:
         return cs.null and name not in kinds.nonnull
-    return iv.subset(iv.points((value,), disc), cs.values, disc)
+    return iv.contains(cs.values, value)
 
 
 def _escapes(a: Cube, bs: Sequence[Cube], kinds: ColumnKinds, tries: int = 4) -> bool:
@@ -113,7 +122,7 @@ def _escapes(a: Cube, bs: Sequence[Cube], kinds: ColumnKinds, tries: int = 4) ->
         row = {name: vals[k % len(vals)] for name, vals in options.items()}
         if all(
             any(row[name] is not _UNKNOWN
-                and not _holds(cs, row[name], name, kinds, name in kinds.discrete)
+                and not _holds(cs, row[name], name, kinds)
                 for name, cs in b.columns)
             for b in bs
         ):
@@ -145,13 +154,13 @@ def _covered(
                             iv.intersect(mine.values, iv.complement(cs.values, disc), disc))
         used_in: frozenset[int] | None = frozenset()
         if not _none(inside, name, kinds):
-            used_in = _covered(_replace(a, name, inside), live, kinds, budget)
+            used_in = _covered(a.with_column(name, inside), live, kinds, budget)
         if used_in is None:
             return None
         if _none(outside, name, kinds):
             return used_in
         rest = [(i, b) for i, b in live if i != i0]
-        used_out = _covered(_replace(a, name, outside), rest, kinds, budget)
+        used_out = _covered(a.with_column(name, outside), rest, kinds, budget)
         return None if used_out is None else used_in | used_out
     return None  # unreachable in practice: b0 meets a on every column yet does not hold it
 

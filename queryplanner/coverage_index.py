@@ -19,10 +19,9 @@ from .coverage import (
     CompleteQuery,
     Coverage,
     column_kinds,
-    cubes_of,
     decide,
-    pinned,
 )
+from .coverage_model import normal_of
 from .query import Query
 from .schema import Schema
 
@@ -38,14 +37,12 @@ class _Entry:
 class _TableIndex:
     def __init__(self) -> None:
         self.unkeyed: dict[str, _Entry] = {}
-        self.by_home: dict[str, dict[str, _Entry]] = {}
         self.by_value: dict[str, dict[object, dict[str, _Entry]]] = {}
 
     def add(self, e: _Entry) -> None:
         if e.home is None:
             self.unkeyed[e.complete.id] = e
             return
-        self.by_home.setdefault(e.home, {})[e.complete.id] = e
         buckets = self.by_value.setdefault(e.home, {})
         for v in e.values:
             buckets.setdefault(v, {})[e.complete.id] = e
@@ -54,28 +51,36 @@ class _TableIndex:
         if e.home is None:
             del self.unkeyed[e.complete.id]
             return
-        del self.by_home[e.home][e.complete.id]
-        if not self.by_home[e.home]:
-            del self.by_home[e.home]
         buckets = self.by_value[e.home]
         for v in e.values:
             del buckets[v][e.complete.id]
             if not buckets[v]:
                 del buckets[v]
+        if not buckets:
+            del self.by_value[e.home]
 
-    def candidates(self, pins: dict[str, frozenset[object]]) -> list[_Entry]:
-        found = list(self.unkeyed.values())
-        for home in self.by_home:
-            values = pins.get(home)
-            if values is None:
-                continue  # decide() skips complete queries pinning a column q leaves open
-            buckets = self.by_value[home]
-            seen: dict[str, _Entry] = {}
+    def candidates(self, pins: dict[str, frozenset[object]]) -> list[CompleteQuery]:
+        keyed: dict[str, _Entry] = {}
+        for home, values in pins.items():
+            # decide() skips complete queries pinning a column q leaves open, so only the
+            # homes q pins matter.
+            buckets = self.by_value.get(home)
+            if buckets is None:
+                continue
             for v in values:
-                seen.update(buckets.get(v, {}))
-            found.extend(seen.values())
-        found.sort(key=lambda e: e.seq)
-        return found
+                found = buckets.get(v)
+                if found:
+                    keyed.update(found)
+        # The unkeyed dict is in insertion order, which is seq order (add() re-inserts).
+        if not keyed:
+            return [e.complete for e in self.unkeyed.values()]
+        merged = [*self.unkeyed.values(), *keyed.values()]
+        merged.sort(key=_seq)
+        return [e.complete for e in merged]
+
+
+def _seq(e: _Entry) -> int:
+    return e.seq
 
 
 class CoverageIndex:
@@ -124,9 +129,7 @@ class CoverageIndex:
         t = self._tables.get(q.table)
         if t is None:
             return []
-        kinds = column_kinds(self.schema, q.table)
-        pins = pinned(cubes_of(self.schema, q.table, q.where), kinds)
-        return [e.complete for e in t.candidates(pins)]
+        return t.candidates(normal_of(q.where, column_kinds(self.schema, q.table)).pins)
 
     def covers(self, q: Query, rows: CachedRows | None = None) -> Coverage:
         return decide(q, self.candidates(q), self.schema, rows)

@@ -3,6 +3,7 @@ and the normal forms of complete queries' conditions (computed once, decisions a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +22,9 @@ class Normal:
     # Nullable columns that every cube requires to be NOT NULL: such a complete query holds
     # none of q's rows where that column is NULL (a cheap reason to say "not covered").
     needs_value: frozenset[str]
+    # Columns that at least one cube requires to be NOT NULL. A column outside this set may be
+    # NULL in every branch, so a complete query that ``needs_value`` in it misses those rows.
+    valued_somewhere: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,7 @@ class CompleteQuery:
         """The normal form of the condition (computed once per schema: decisions are hot)."""
         found = self._normal.get(schema.hash)
         if found is None:
-            kinds = column_kinds(schema, self.query.table)
-            cubes = normalize(self.query.where, kinds)
-            found = Normal(cubes, pinned(cubes, kinds), needs_value(cubes, kinds))
+            found = normal_of(self.query.where, column_kinds(schema, self.query.table))
             self._normal[schema.hash] = found
         return found
 
@@ -87,6 +89,16 @@ def cubes_of(schema: Schema, table: str, cond: Condition | None) -> tuple[Cube, 
     return normalize(cond, column_kinds(schema, table))
 
 
+@functools.lru_cache(maxsize=4096)
+def normal_of(cond: Condition | None, kinds: ColumnKinds) -> Normal:
+    """The normal form of a condition with what decisions look up in it, cached by the
+    condition itself: a client asks about the same few queries again and again (hashing a
+    condition costs far less than its query id)."""
+    cubes = normalize(cond, kinds)
+    valued = frozenset(n for c in cubes or () for n, cs in c.columns if not cs.null)
+    return Normal(cubes, pinned(cubes, kinds), needs_value(cubes, kinds), valued)
+
+
 def pinned(cubes: tuple[Cube, ...] | None, kinds: ColumnKinds) -> dict[str, frozenset[object]]:
     """Columns held to a small finite set of non-NULL values in every cube, with the values."""
     if not cubes:
@@ -111,8 +123,3 @@ def needs_value(cubes: tuple[Cube, ...] | None, kinds: ColumnKinds) -> frozenset
         return frozenset()
     sets = [{n for n, cs in c.columns if not cs.null and n not in kinds.nonnull} for c in cubes]
     return frozenset(set.intersection(*sets))
-
-
-def null_ok(q_cubes: tuple[Cube, ...], column: str) -> bool:
-    """May q's rows have NULL in ``column`` (in every branch of its condition)?"""
-    return all(a.get(column).null for a in q_cubes)

@@ -72,6 +72,12 @@ class Cube:
                 return cs
         return ANY
 
+    def with_column(self, column: str, cs: ColumnSet) -> Cube:
+        """This cube with ``column`` held to ``cs`` instead."""
+        cols = dict(self.columns)
+        cols[column] = cs
+        return Cube(tuple(sorted(cols.items())), self.atoms)
+
 
 TRUE_CUBE = Cube((), frozenset())
 

@@ -175,6 +175,16 @@ def subset(a: ValueSet, b: ValueSet, discrete: bool) -> bool:
     return True
 
 
+def contains(a: ValueSet, value: Any) -> bool:
+    """Is the (non-NULL) ``value`` in ``a``? Builds nothing: witness rows test many values."""
+    for p in a:
+        if p.lo is not NEG_INF and (value < p.lo or (value == p.lo and not p.lo_closed)):
+            return False  # parts are sorted: every later one starts even higher
+        if p.hi is POS_INF or value < p.hi or (value == p.hi and p.hi_closed):
+            return True
+    return False
+
+
 def finite_points(a: ValueSet, discrete: bool, cap: int = 64) -> frozenset[Any] | None:
     """The values of ``a`` when it is a small finite set, else None."""
     out: set[Any] = set()
