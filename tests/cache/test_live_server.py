@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cache import ConnectionState
+from cache.store import LocalStore
 from queryplanner import Schema, bind, col, table
 from server import create_app
 from server.testing import Api, issue, run_server, serve_app
@@ -146,5 +147,36 @@ def test_an_inactive_query_is_dropped_when_its_ttl_ends(demo_schema: Schema) -> 
                 "the server to drop the query",
             )
             await client.close()
+
+    run(body)
+
+
+def test_fresh_hello_drops_rows_held_without_a_cursor(demo_schema: Schema, tmp_path: Path) -> None:
+    """Regression: a client that reconnected without a cursor kept rows the server had deleted
+    meanwhile (a ``fresh`` hello means the server assumes the client holds nothing)."""
+    q = table("issue").where(col("status") == "open").order_by("id").build()
+    path = str(tmp_path / "client.duckdb")
+
+    async def body() -> None:
+        app = create_app(demo_schema, anonymous=True)
+        with serve_app(app) as srv:
+            api = seed(srv.url)
+            first = client_for(srv.url, demo_schema, path=path)
+            await first.start()
+            await Recorder(first.subscribe(q)).complete()
+            await first.close()
+            api.mutate({"op": "delete", "table": "issue", "key": [4]})
+            store = LocalStore(demo_schema, path)
+            store.set_meta("cursor", None)  # the cursor is lost; the rows are not
+            store.close()
+            again = client_for(srv.url, demo_schema, path=path)
+            rec = Recorder(again.subscribe(q))
+            assert 4 in ids(rec.last)  # what the store held
+            await again.start()
+            await rec.matching(
+                lambda s: s.complete and ids(s) == [1, 2, 3, 5, 6], "the deleted row to go"
+            )
+            await again.close()
+            api.close()
 
     run(body)
