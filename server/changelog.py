@@ -46,15 +46,16 @@ class Change:
 class ChangeBatch:
     version: int
     changes: tuple[Change, ...]
-    client_id: str | None = None
-    outcomes: tuple[MutationResult, ...] = ()
+    # Mutation outcomes per client: the batches of several clients may commit together.
+    outcomes: Mapping[str, tuple[MutationResult, ...]] = field(default_factory=dict)
     tables: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", frozenset(c.table for c in self.changes))
 
     def size(self) -> int:
-        return 64 + sum(c.size() for c in self.changes) + 64 * len(self.outcomes)
+        outcomes = sum(len(o) for o in self.outcomes.values())
+        return 64 + sum(c.size() for c in self.changes) + 64 * outcomes
 
 
 class ChangeLog:

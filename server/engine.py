@@ -169,11 +169,16 @@ class SyncEngine:
         with self._lock:
             commands = list(self._commands)
             self._commands.clear()
+        if not commands and self.store.log.version == self.version:
+            self._expire({})  # a periodic wake-up with nothing to send: no snapshot needed
+            return
         cur = self.db.cursor()
         with self.store.log.lock:
+            # The writer commits and appends to the log under this lock: the snapshot opened
+            # here holds exactly the batches up to the log's version.
             cur.execute("BEGIN")
-            row = cur.execute("SELECT v FROM _qs_meta WHERE k = 'version'").fetchone()
-        version = int(row[0]) if row else 0
+            cur.execute("SELECT 1 FROM _qs_meta LIMIT 0")  # DuckDB snapshots at the first read
+            version = self.store.log.version
         try:
             self.maintainer.begin(cur, version)
             self._advance(cur, version, commands)
@@ -202,14 +207,14 @@ class SyncEngine:
                     if d is not None and d.complete:
                         builder(rec).delta(delta)
             for b in batches or ():
-                if b.client_id is not None and b.outcomes:
-                    rec = self.records.get(b.client_id)
+                for cid, outcomes in b.outcomes.items():
+                    rec = self.records.get(cid)
                     if rec is None:
                         continue
                     if rec.outbox is None:
-                        rec.pending_outcomes.extend(b.outcomes)
+                        rec.pending_outcomes.extend(outcomes)
                     else:
-                        builder(rec).mutations.extend(b.outcomes)
+                        builder(rec).mutations.extend(outcomes)
         self.version = version
         for cmd in commands:
             if isinstance(cmd, Attach):

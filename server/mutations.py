@@ -81,7 +81,7 @@ def plan(
     for m in mutations:
         reason = _apply(schema, m, working, known, check)
         results.append(MutationResult(m.id, "applied" if reason is None else "rejected", reason))
-    return BatchPlan(tuple(results), tuple(_net(schema, old, working)))
+    return BatchPlan(tuple(results), tuple(net_changes(schema, old, working)))
 
 
 def _apply(
@@ -151,9 +151,10 @@ def _apply(
     return None
 
 
-def _net(
+def net_changes(
     schema: Schema, old: Mapping[RowKey, Row], working: Mapping[RowKey, Row | None]
 ) -> list[NetChange]:
+    """The net change per key from ``old`` to ``working`` (None: the row is gone)."""
     out = []
     for (tname, key), final in working.items():
         orig = old.get((tname, key))

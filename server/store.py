@@ -10,9 +10,11 @@ transaction per batch, with multi-row statements.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from queryplanner.sql import create_table_sql
 from .changelog import Change, ChangeBatch, ChangeLog
 from .db import Database
 from .errors import BadRequest, MutationOrder
-from .mutations import VERSION_COLUMN, NetChange, RowKey, WriteCheck, keys_of, plan
+from .mutations import VERSION_COLUMN, NetChange, RowKey, WriteCheck, keys_of, net_changes, plan
 
 _SQL_TYPES = {
     ColumnType.INTEGER: "BIGINT",
@@ -51,6 +53,18 @@ class MutateOutcome:
     results: tuple[MutationResult, ...]
 
 
+@dataclass
+class _Request:
+    """One client's batch waiting for the writer, and what became of it."""
+
+    client_id: str
+    mutations: tuple[Mutation, ...]
+    known: Mapping[str, frozenset[str]] | None
+    check: WriteCheck | None
+    outcome: MutateOutcome | None = None
+    error: MutationOrder | None = field(default=None)
+
+
 class Store:
     def __init__(
         self,
@@ -65,6 +79,8 @@ class Store:
         self.db = db
         self.on_commit = on_commit
         self._last_ids: dict[str, int] = {}
+        self._pending: list[_Request] = []
+        self._pending_lock = threading.Lock()
         version = db.write_sync(self._setup)
         self.log = ChangeLog(version, max_versions=log_versions, max_bytes=log_bytes)
 
@@ -142,7 +158,15 @@ class Store:
         known: Mapping[str, frozenset[str]] | None = None,
         check: WriteCheck | None = None,
     ) -> MutateOutcome:
-        return await self.db.write(self._mutate, client_id, mutations, known, check)
+        """Apply one client's batch; batches waiting for the writer commit together."""
+        req = _Request(client_id, tuple(mutations), known, check)
+        with self._pending_lock:
+            self._pending.append(req)
+        await self.db.write(self._drain)
+        if req.error is not None:
+            raise req.error
+        assert req.outcome is not None
+        return req.outcome
 
     def _mutate(
         self,
@@ -151,57 +175,107 @@ class Store:
         known: Mapping[str, frozenset[str]] | None,
         check: WriteCheck | None,
     ) -> MutateOutcome:
-        cur = self.db.cursor()
-        last = self.last_mutation_id(client_id)
-        fresh = [m for m in mutations if m.id > last]
-        replayed = self._recorded(cur, client_id, [m.id for m in mutations if m.id <= last])
-        if not fresh:
-            return MutateOutcome(self.version, last, replayed)
-        if fresh[0].id != last + 1:
-            raise MutationOrder(
-                f"Mutation id {fresh[0].id} from client {client_id!r} leaves a gap: the next "
-                f"expected id is {last + 1}.",
-                expected=last + 1,
-                lastMutationId=last,
-            )
-        version = self.version + 1
-        cur.execute("BEGIN")
+        """On the writer thread: apply one batch in its own transaction (tests, tools)."""
+        req = _Request(client_id, tuple(mutations), known, check)
+        self._run([req])
+        if req.error is not None:
+            raise req.error
+        assert req.outcome is not None
+        return req.outcome
+
+    def _drain(self) -> None:
+        """On the writer thread: apply every waiting batch (group commit).
+
+        Under load, batches of several clients wait while one commits; applying them in one
+        transaction costs the same few statements as one batch. The batches are decided in
+        arrival order against the rows as the earlier ones left them, so the outcome is the
+        one of committing them one by one, under one version.
+        """
+        with self._pending_lock:
+            reqs, self._pending = self._pending, []
+        if reqs:
+            self._run(reqs)
+
+    def _run(self, reqs: list[_Request]) -> None:
         try:
-            old = self._fetch(cur, keys_of(self.schema, fresh))
-            decided = plan(self.schema, fresh, old, known=known, check=check)
-            self._write(cur, decided.changes, version)
-            results = tuple(
-                MutationResult(r.id, r.status, r.reason, version if r.status == "applied" else None)
-                for r in decided.results
-            )
-            # The images as DuckDB holds them (types, defaults, ``_v``): the engine's row images.
-            written: dict[str, set[tuple[Any, ...]]] = {}
-            for c in decided.changes:
-                if c.op != "delete":
-                    written.setdefault(c.table, set()).add(c.key)
-            new = self._fetch(cur, written)
-            changes = tuple(
-                Change(
-                    c.table,
-                    c.key,
-                    c.op,  # type: ignore[arg-type]
-                    c.columns,
-                    new.get((c.table, c.key)),
-                    old.get((c.table, c.key)),
-                )
-                for c in decided.changes
-            )
+            self._apply(reqs, None)
         except duckdb.Error as exc:
-            # Our checks passed but DuckDB refused: reject the whole batch, still recorded.
-            cur.execute("ROLLBACK")
-            cur.execute("BEGIN")
-            reason = f"The database rejected the batch: {str(exc).splitlines()[0][:200]}"
-            results = tuple(MutationResult(m.id, "rejected", reason) for m in fresh)
-            changes = ()
-        self._record(cur, client_id, results, version)
-        self._commit(cur, ChangeBatch(version, changes, client_id, results))
-        self._last_ids[client_id] = fresh[-1].id
-        return MutateOutcome(version, fresh[-1].id, replayed + results)
+            with contextlib.suppress(duckdb.Error):  # no transaction when it failed before
+                self.db.cursor().execute("ROLLBACK")
+            if len(reqs) == 1:
+                # Our checks passed but DuckDB refused: reject the whole batch, still recorded.
+                reason = f"The database rejected the batch: {str(exc).splitlines()[0][:200]}"
+                self._apply(reqs, reason)
+            else:
+                for r in reqs:  # find the batch DuckDB refuses; the others commit
+                    r.error = None
+                    r.outcome = None
+                    self._run([r])
+
+    def _apply(self, reqs: list[_Request], refused: str | None) -> None:
+        cur = self.db.cursor()
+        version = self.version + 1
+        lasts: dict[str, int] = {}
+        fresh: list[tuple[_Request, list[Mutation], tuple[MutationResult, ...]]] = []
+        for r in reqs:
+            last = lasts.get(r.client_id)
+            if last is None:
+                last = self.last_mutation_id(r.client_id)
+            new = [m for m in r.mutations if m.id > last]
+            replayed = self._recorded(cur, r.client_id, [m.id for m in r.mutations if m.id <= last])
+            if not new:
+                r.outcome = MutateOutcome(self.version, last, replayed)
+            elif new[0].id != last + 1:
+                r.error = MutationOrder(
+                    f"Mutation id {new[0].id} from client {r.client_id!r} leaves a gap: the "
+                    f"next expected id is {last + 1}.",
+                    expected=last + 1,
+                    lastMutationId=last,
+                )
+            else:
+                lasts[r.client_id] = new[-1].id
+                fresh.append((r, new, replayed))
+        if not fresh:
+            return
+        cur.execute("BEGIN")
+        keys: dict[str, set[tuple[Any, ...]]] = {}
+        for _, new, _ in fresh:
+            for t, ks in keys_of(self.schema, new).items():
+                keys.setdefault(t, set()).update(ks)
+        old = self._fetch(cur, keys) if refused is None else {}
+        working: dict[RowKey, dict[str, Any] | None] = dict(old)
+        outcomes: dict[str, tuple[MutationResult, ...]] = {}
+        recorded: list[tuple[str, MutationResult]] = []
+        for r, new, replayed in fresh:
+            if refused is not None:
+                results = tuple(MutationResult(m.id, "rejected", refused) for m in new)
+            else:
+                current = {k: v for k, v in working.items() if v is not None}
+                decided = plan(self.schema, new, current, known=r.known, check=r.check)
+                for c in decided.changes:
+                    working[(c.table, c.key)] = None if c.op == "delete" else dict(c.row or {})
+                results = tuple(
+                    MutationResult(x.id, x.status, x.reason,
+                                   version if x.status == "applied" else None)
+                    for x in decided.results
+                )
+            outcomes[r.client_id] = outcomes.get(r.client_id, ()) + results
+            recorded += [(r.client_id, x) for x in results]
+            r.outcome = MutateOutcome(version, new[-1].id, replayed + results)
+        net = net_changes(self.schema, old, working)
+        self._write(cur, net, version)
+        changes = []
+        for c in net:
+            image = None
+            if c.row is not None:
+                image = {**c.row, VERSION_COLUMN: version}
+            changes.append(
+                Change(c.table, c.key, c.op, c.columns, image, old.get((c.table, c.key)))  # type: ignore[arg-type]
+            )
+        self._record(cur, recorded)
+        self._commit(cur, ChangeBatch(version, tuple(changes), outcomes))
+        for cid, last in lasts.items():
+            self._last_ids[cid] = last
 
     def _recorded(
         self, cur: duckdb.DuckDBPyConnection, client_id: str, ids: list[int]
@@ -216,16 +290,12 @@ class Store:
         return tuple(MutationResult(int(i), s, r, v) for i, s, r, v in rows)
 
     def _record(
-        self,
-        cur: duckdb.DuckDBPyConnection,
-        client_id: str,
-        results: Sequence[MutationResult],
-        version: int,
+        self, cur: duckdb.DuckDBPyConnection, results: Sequence[tuple[str, MutationResult]]
     ) -> None:
         for chunk in _chunks(list(results)):
             cur.execute(
                 "INSERT INTO _qs_mutation VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
-                [v for r in chunk for v in (client_id, r.id, r.status, r.reason, r.version)],
+                [v for cid, r in chunk for v in (cid, r.id, r.status, r.reason, r.version)],
             )
 
     def _fetch(
@@ -253,9 +323,20 @@ class Store:
     def _write(
         self, cur: duckdb.DuckDBPyConnection, changes: Sequence[NetChange], version: int
     ) -> None:
+        # One statement per (table, operation): an update writes the union of the columns its
+        # rows change. A row's other columns in that union are written with the values read in
+        # this transaction (the only writer), so nothing changes that the batch did not change.
         groups: dict[tuple[str, str, tuple[str, ...]], list[NetChange]] = {}
+        union: dict[str, set[str]] = {}
         for c in changes:
-            groups.setdefault((c.table, c.op, c.columns), []).append(c)
+            if c.op == "update":
+                union.setdefault(c.table, set()).update(c.columns)
+        for c in changes:
+            cols: tuple[str, ...] = ()
+            if c.op == "update":
+                names = self.schema.table(c.table).column_names
+                cols = tuple(n for n in names if n in union[c.table])
+            groups.setdefault((c.table, c.op, cols), []).append(c)
         for (tname, op, columns), group in groups.items():
             table = self.schema.table(tname)
             pk = table.primary_key
@@ -271,10 +352,10 @@ class Store:
                 elif op == "insert":
                     names = table.column_names
                     rows = [_values(c, names) for c in chunk]
-                    cols = ", ".join(q(n) for n in names)
+                    col_sql = ", ".join(q(n) for n in names)
                     ph = "(" + ", ".join(_cast(table, n) for n in names) + ", ?)"
                     cur.execute(
-                        f"INSERT INTO {q(tname)} ({cols}, {VERSION_COLUMN}) VALUES "
+                        f"INSERT INTO {q(tname)} ({col_sql}, {VERSION_COLUMN}) VALUES "
                         + ", ".join([ph] * len(rows)),
                         _insert_params(table, names, rows, version),
                     )

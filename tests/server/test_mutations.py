@@ -128,3 +128,51 @@ def test_insert_then_update_in_one_batch_writes_the_net_row(demo_schema: Schema)
         assert '"email":"a@x"' in q.text and '"id":6' not in q.text
 
     run(demo_schema, test)
+
+
+def test_concurrent_batches_commit_together_and_a_refused_one_alone(demo_schema: Schema) -> None:
+    """Batches waiting for the writer are applied in one transaction (group commit), in arrival
+    order; when DuckDB refuses one of them (here a unique index our checks do not know), only
+    that batch is rejected and the others still apply."""
+    from queryplanner.protocol import parse_mutation
+    from server.db import Database
+    from server.store import Store
+
+    db = Database(":memory:")
+    store = Store(demo_schema, db)
+    db.write_sync(lambda: db.cursor().execute("CREATE UNIQUE INDEX label_name ON label(name)"))
+
+    def batch(docs: list[Body]) -> list[Any]:
+        return [parse_mutation({"id": i + 1, **d}, "m") for i, d in enumerate(docs)]
+
+    async def main() -> list[Any]:
+        await store.mutate("seeder-01", batch(seed_mutations()))
+        calls = [
+            store.mutate(f"writer-{k:02d}", batch([
+                {"op": "update", "table": "issue", "key": [1], "set": {"title": f"t{k}"}},
+                {"op": "insert", "table": "label",
+                 "row": {"id": 10 + k, "name": "bug" if k == 3 else f"l{k}", "color": None}},
+            ]))
+            for k in range(6)
+        ]
+        return await asyncio.gather(*calls)
+
+    try:
+        outcomes = asyncio.run(main())
+        for k, out in enumerate(outcomes):
+            statuses = {r.status for r in out.results}
+            assert statuses == ({"rejected"} if k == 3 else {"applied"}), (k, out)
+        assert "database rejected" in outcomes[3].results[0].reason
+        cur = db.cursor()
+        title, v = cur.execute("SELECT title, _v FROM issue WHERE id = 1").fetchone()
+        assert title == "t5" and v == outcomes[5].version
+        labels = cur.execute("SELECT id FROM label ORDER BY id").fetchall()
+        assert [r[0] for r in labels] == [1, 10, 11, 12, 14, 15]
+        recorded = cur.execute("SELECT count(*) FROM _qs_mutation WHERE client_id LIKE 'writer-%'")
+        assert recorded.fetchone()[0] == 12
+        # Replays answer the recorded outcomes, whatever transaction they committed in.
+        again = asyncio.run(store.mutate("writer-03", batch([{"op": "delete", "table": "issue",
+                                                              "key": [1]}])))
+        assert again.results[0].status == "rejected"
+    finally:
+        db.close()
