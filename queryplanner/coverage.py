@@ -24,7 +24,7 @@ server. The rules (here and in ``coverage_rules``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, KeysView, Sequence
 
 from .coverage_implies import cube_within, cubes_meet, implies
 from .coverage_model import (
@@ -45,7 +45,7 @@ from .coverage_rules import (
     start_within,
     subtree_covered,
 )
-from .query import Query
+from .query import Exists, Query
 from .schema import Schema
 
 __all__ = ["CachedRows", "CompleteQuery", "Coverage", "Normal", "column_kinds", "covers",
@@ -126,31 +126,27 @@ def decide(
     # would pick it too), so stop there instead of sorting out the rest.
     single = q_cubes[0] if len(q_cubes) == 1 else None
     pool: list[_Cand] = []
-    blocked: list[_Cand] = []
     windows: list[_Cand] = []
+    # Complete queries that need a value where q may have NULL in every branch: they cannot
+    # hold q alone, only complete a union, so the rest of their checks waits until one is tried.
+    maybe_blocked: list[tuple[int, CompleteQuery, Normal]] = []
+    key = schema.hash
     for rank, c in enumerate(candidates):
         cq = c.query
         if cq.table != table or cq.aggregate is not None:
             continue
-        normal = c.normal(schema)
-        c_cubes = normal.cubes
-        if c_cubes is None or not normal.pins.keys() <= q_pins:
-            # A complete query pinning a column to a few values can only hold q when q pins
-            # it too (a union with other complete queries could, but that is not searched,
-            # which keeps the index exact).
-            continue
-        if subtree and not subtree_covered(cq, q, exists, schema, table):
-            continue
-        superset = cq.limit is None and cq.start is None
-        entry = (rank, c, c_cubes, normal.needs_value)
+        normal = c.cached_normal(key) or c.normal(schema)
         if not normal.needs_value <= valued:
-            # q may have rows with NULL where it needs a value, so it cannot hold q alone; it
-            # may still complete a union, so keep it for that.
-            blocked.append(entry)
+            maybe_blocked.append((rank, c, normal))
             continue
+        c_cubes = normal.cubes
+        if not _admitted(c, normal, q_pins, q, exists, schema, subtree):
+            continue
+        assert c_cubes is not None  # _admitted refuses the too complex
         if not any(cubes_meet(a, b, d) for a in q_cubes for b in c_cubes):
             continue
-        if not superset:
+        entry = (rank, c, c_cubes, normal.needs_value)
+        if cq.limit is not None or cq.start is not None:
             windows.append(entry)
             continue
         if single is not None and any(cube_within(single, b, d) for b in c_cubes):
@@ -160,6 +156,10 @@ def decide(
         # Either none overlaps q, or q's rows with NULL in the columns the overlapping ones
         # need a value in are in none of them. (One message: the index skips the former.)
         return Coverage(False, (), "no complete query can hold its rows")
+    blocked: list[_Cand] = [] if not pool and rows is None else [
+        (rank, c, n.cubes, n.needs_value) for rank, c, n in maybe_blocked
+        if n.cubes is not None and _admitted(c, n, q_pins, q, exists, schema, subtree)
+    ]  # (only unions use them: with a superset of the pool, or with a window held whole)
     # A union of blocked complete queries alone misses q's NULL rows, so only try unions
     # with at least one unblocked member.
     supersets = [e for e in blocked if e[1].query.limit is None and e[1].query.start is None]
@@ -188,6 +188,19 @@ def decide(
                 return Coverage(True, by, _UNION + " (windows holding fewer rows than their "
                                                    "limit)")
     return Coverage(False, (), "the overlapping complete queries do not hold all of its rows")
+
+
+def _admitted(
+    c: CompleteQuery, normal: Normal, q_pins: KeysView[str], q: Query, exists: Sequence[Exists],
+    schema: Schema, subtree: bool,
+) -> bool:
+    """Is ``c`` worth comparing with q at all?"""
+    if normal.cubes is None or not normal.pins.keys() <= q_pins:
+        # A complete query pinning a column to a few values can only hold q when q pins it
+        # too (a union with other complete queries could, but that is not searched, which
+        # keeps the index exact).
+        return False
+    return not subtree or subtree_covered(c.query, q, exists, schema, q.table)
 
 
 def _window_size(c: CompleteQuery, rows: CachedRows | None) -> int | None:

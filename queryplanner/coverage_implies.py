@@ -7,7 +7,8 @@ That finds unions such as ``project = 1`` plus ``project = 2`` holding
 ``project IN (1, 2) AND status = 'todo'``, and ``x < 5`` plus ``x >= 5`` holding ``x > 0``.
 
 Opaque atoms are never split: a B with an atom that A lacks is dropped, so the answer can only
-err towards "not implied". Splitting is bounded by a step budget; running out means "no".
+err towards "not implied". Splitting is bounded by a budget of steps and of cube visits;
+running out means "no".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from . import intervals as iv
 from .coverage_normal import ColumnKinds, ColumnSet, Cube, intersect_sets, subset_sets
 
 SPLIT_BUDGET = 256
+VISIT_BUDGET = 1024
 
 
 def _none(cs: ColumnSet, name: str, kinds: ColumnKinds) -> bool:
@@ -45,10 +47,15 @@ def cubes_meet(a: Cube, b: Cube, kinds: ColumnKinds) -> bool:
 
 
 class _Budget:
-    __slots__ = ("left",)
+    """Steps (cuts) and cube visits left. Steps bound the depth of the search; visits bound
+    its time, which grows with steps times live cubes (a union of hundreds of ranges that
+    tile a column would otherwise take tens of milliseconds to prove or refute)."""
 
-    def __init__(self, steps: int) -> None:
+    __slots__ = ("left", "visits")
+
+    def __init__(self, steps: int, visits: int) -> None:
         self.left = steps
+        self.visits = visits
 
 
 def cube_covered(
@@ -61,7 +68,7 @@ def cube_covered(
     live = [(i, b) for i, b in enumerate(bs) if b.atoms <= a.atoms and cubes_meet(a, b, kinds)]
     if not live or _escapes(a, [b for _, b in live], kinds):
         return None
-    return _covered(a, live, kinds, _Budget(budget))
+    return _covered(a, live, kinds, _Budget(budget, VISIT_BUDGET))
 
 
 _UNKNOWN = object()
@@ -130,13 +137,30 @@ def _escapes(a: Cube, bs: Sequence[Cube], kinds: ColumnKinds, tries: int = 4) ->
     return False
 
 
+def _meets_on(mine: ColumnSet, b: Cube, name: str, kinds: ColumnKinds) -> bool:
+    """``cubes_meet`` for one column (the others are known to meet)."""
+    cs = b.get(name)
+    if mine.null and cs.null and name not in kinds.nonnull:
+        return True
+    return iv.meets(mine.values, cs.values)
+
+
 def _covered(
-    a: Cube, bs: list[tuple[int, Cube]], kinds: ColumnKinds, budget: _Budget
+    a: Cube, bs: list[tuple[int, Cube]], kinds: ColumnKinds, budget: _Budget,
+    changed: str | None = None,
 ) -> frozenset[int] | None:
+    """``cube_covered``'s search. Every cube of ``bs`` meets the ``a`` this was called for,
+    except perhaps in column ``changed``, the only one its caller cut (so only that column
+    needs a second look: a long chain of cuts stays linear per step)."""
     budget.left -= 1
-    if budget.left < 0:
+    budget.visits -= len(bs)
+    if budget.left < 0 or budget.visits < 0:
         return None
-    live = [(i, b) for i, b in bs if b.atoms <= a.atoms and cubes_meet(a, b, kinds)]
+    if changed is None:
+        live = bs
+    else:
+        mine = a.get(changed)
+        live = [(i, b) for i, b in bs if _meets_on(mine, b, changed, kinds)]
     for i, b in live:
         if cube_within(a, b, kinds):
             return frozenset((i,))
@@ -154,13 +178,19 @@ def _covered(
                             iv.intersect(mine.values, iv.complement(cs.values, disc), disc))
         used_in: frozenset[int] | None = frozenset()
         if not _none(inside, name, kinds):
-            used_in = _covered(a.with_column(name, inside), live, kinds, budget)
+            part = a.with_column(name, inside)
+            # b0 comes first among the live cubes, so when it holds the part, the search
+            # would answer {i0}: skip the visit.
+            if cube_within(part, b0, kinds):
+                used_in = frozenset((i0,))
+            else:
+                used_in = _covered(part, live, kinds, budget, name)
         if used_in is None:
             return None
         if _none(outside, name, kinds):
             return used_in
         rest = [(i, b) for i, b in live if i != i0]
-        used_out = _covered(a.with_column(name, outside), rest, kinds, budget)
+        used_out = _covered(a.with_column(name, outside), rest, kinds, budget, name)
         return None if used_out is None else used_in | used_out
     return None  # unreachable in practice: b0 meets a on every column yet does not hold it
 

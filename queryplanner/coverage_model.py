@@ -42,6 +42,11 @@ class CompleteQuery:
         if not self.id:
             object.__setattr__(self, "id", self.query.id)
 
+    def cached_normal(self, schema_hash: str) -> Normal | None:
+        """The normal form if ``normal`` has computed it for that schema (the hot loop of a
+        decision passes the hash it already holds)."""
+        return self._normal.get(schema_hash)
+
     def normal(self, schema: Schema) -> Normal:
         """The normal form of the condition (computed once per schema: decisions are hot)."""
         found = self._normal.get(schema.hash)

@@ -186,3 +186,34 @@ def test_index_agrees_with_the_full_scan(wheres: list[Condition], where: Conditi
         index.add(c)
     q = bind(table("t").where(where).build(), SCHEMA)
     assert index.covers(q) == covers(complete, q, SCHEMA)
+
+
+def _where(*conds: Any) -> CompleteQuery:
+    return CompleteQuery(bind(table("t").where(*conds).build(), SCHEMA), 1)
+
+
+def test_rows_with_null_need_a_member_that_holds_them() -> None:
+    """Complete queries on ``f >= 0`` and ``f < 0`` hold every row with a value in f, so only
+    a member holding rows with f NULL lets a union cover q (the NULL-slice pre-check must not
+    refuse the union once ``f IS NULL`` is cached)."""
+    complete = [_where(col("a") == 1), _where(col("f") >= 0.0), _where(col("f") < 0.0)]
+    q = bind(table("t").where(col("a").in_([1, 2])).build(), SCHEMA)
+    assert not covers(complete, q, SCHEMA).covered
+    complete.append(_where(col("f").is_null()))
+    got = covers(complete, q, SCHEMA)
+    assert got.covered and complete[0] in got.by and complete[3] in got.by
+    index = CoverageIndex(SCHEMA)
+    for c in complete:
+        index.add(c)
+    assert index.covers(q) == got
+
+
+def test_a_union_of_adjacent_ranges_covers_their_span() -> None:
+    """Twenty complete queries tiling a..: the split search proves the union within its budget
+    and refutes a span that reaches past the last tile."""
+    complete = [_where(col("a") >= i, col("a") < i + 1) for i in range(20)]
+    inside = bind(table("t").where(col("a") >= 0, col("a") < 20).build(), SCHEMA)
+    got = covers(complete, inside, SCHEMA)
+    assert got.covered and len(got.by) == 20
+    past = bind(table("t").where(col("a") >= 0, col("a") <= 20).build(), SCHEMA)
+    assert not covers(complete, past, SCHEMA).covered
