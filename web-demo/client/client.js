@@ -170,7 +170,8 @@ export class Client {
   /** Check the schema version and re-declare the desired queries, then open the stream. */
   async connect() {
     if (this.closed || this.state === "update-needed") return;
-    performance.mark("client:connect");
+    const first = !this.connectedOnce; // startup timing marks, once (reconnects are not marked)
+    if (first) performance.mark("client:connect");
     try {
       this.rejectQueries(await this.post("/queries", { add: this.desired(), remove: [] }));
     } catch (err) {
@@ -178,7 +179,7 @@ export class Client {
       this.offline();
       return;
     }
-    performance.mark("client:declared");
+    if (first) performance.mark("client:declared");
     const params = new URLSearchParams({ clientId: this.clientId, schemaVersion: String(this.schema.version) });
     if (this.lastEventId !== null) params.set("lastEventId", String(this.lastEventId));
     if (this.token) params.set("token", this.token);
@@ -213,7 +214,8 @@ export class Client {
   }
 
   onHello(hello) {
-    performance.mark("client:hello");
+    if (!this.connectedOnce) performance.mark("client:hello");
+    this.connectedOnce = true;
     this.backoff = 250;
     this.setState("online");
     // Mutations the server processed while we did not hear back: their effects arrive on the
@@ -399,9 +401,7 @@ export class Client {
     this.notifyScheduled = true;
     queueMicrotask(() => {
       this.notifyScheduled = false;
-      const t0 = performance.now();
       for (const sub of [...this.subs]) if (!sub.closed) this.refresh(sub);
-      performance.measure("refresh", { start: t0, end: performance.now() });
       const usage = this.usage();
       for (const cb of this.usageListeners) cb(usage);
       this.schedulePersist();
@@ -494,10 +494,7 @@ export class Client {
     const outbox = this.outbox.map(({ sent, ...m }) => m);
     const meta = { schemaHash: this.schemaHash, clientId: this.clientId, lastEventId: this.lastEventId, nextMutationId: this.nextMutationId, version: this.store.version };
     try {
-      const t0 = performance.now();
-      const saving = this.persistence.save({ meta, rows, queries, outbox, clearRows });
-      performance.measure(`persist:${rows.length}`, { start: t0, end: performance.now() });
-      await saving;
+      await this.persistence.save({ meta, rows, queries, outbox, clearRows });
     } catch (err) {
       console.warn("querysync: could not persist the store", err);
     }
