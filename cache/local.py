@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from queryplanner.coverage_index import CoverageIndex
 from queryplanner.protocol import Poke
 from queryplanner.query import Exists, Not, to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
-from queryplanner.wire import decode_key, encode_row
+from queryplanner.wire import decode_key, decode_value, encode_row
 
 from .batch import RowBatch
 from .budget import Budget, RowId
@@ -113,8 +113,8 @@ class LocalState(PendingLayer):
         # applies a version, the event loop otherwise).
         self.lock = threading.RLock()
         # query id -> (generation of each table read, rows); sized in rows, not answers.
-        self.answers: LRUCache[str, tuple[tuple[tuple[str, int], ...], tuple[Any, ...]]] = (
-            LRUCache(maxsize=ANSWER_CACHE_ROWS, getsizeof=lambda v: 1 + len(v[1]))
+        self.answers: LRUCache[str, tuple[tuple[tuple[str, int], ...], tuple[Any, ...]]] = LRUCache(
+            maxsize=ANSWER_CACHE_ROWS, getsizeof=lambda v: 1 + len(v[1])
         )
         self.rows = StoreRows(schema, store, self.index)
         v = store.get_meta("version")
@@ -216,6 +216,12 @@ class LocalState(PendingLayer):
         sizes: dict[RowId, int] = {}
         dels: dict[str, list[RowId]] = {}
         changed: dict[str, set[tuple[Any, ...]]] = {}
+        stored: dict[str, list[tuple[tuple[Any, ...], Mapping[str, Any]]]] = {}
+        for name, wire_keys in poke.delete.items():
+            t = self.schema.table(name)
+            dels[name] = [self.row_id(t, k) for k in wire_keys]
+            changed.setdefault(name, set()).update(k for _, k in dels[name])
+            stored.setdefault(name, [])
         for name, rows in poke.put.items():
             if not rows:
                 continue
@@ -226,10 +232,7 @@ class LocalState(PendingLayer):
                 keys = [self.row_id(t, k)[1] for k in keys]
             sizes.update(zip([(name, k) for k in keys], batch.sizes(), strict=True))
             changed.setdefault(name, set()).update(keys)
-        for name, wire_keys in poke.delete.items():
-            t = self.schema.table(name)
-            dels[name] = [self.row_id(t, k) for k in wire_keys]
-            changed.setdefault(name, set()).update(k for _, k in dels[name])
+            stored.setdefault(name, []).extend(zip(keys, self._python_rows(t, rows), strict=True))
         out.tables = set(puts) | set(dels)
         extra = sum(s - self.budget.size_of(rid) for rid, s in sizes.items()) - sum(
             self.budget.size_of(rid) for ids in dels.values() for rid in ids
@@ -251,7 +254,7 @@ class LocalState(PendingLayer):
                     d.complete_at = v
                     self.index.remove(qid)
                     self.index.add(CompleteQuery(d.query, v, qid))
-            self._refresh_members(changed)
+            self._refresh_members(changed, stored)
             out.demoted = self._enforce_budget()
             self.version = max(self.version, poke.version)
             self._settle_pending(poke)
@@ -262,11 +265,32 @@ class LocalState(PendingLayer):
             self.store.set_metas(meta)
         return out
 
-    def _refresh_members(self, changed: Changed) -> None:
+    def _refresh_members(
+        self,
+        changed: Changed,
+        stored: Mapping[str, Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]]] | None = None,
+    ) -> None:
         self.membership.refresh(
-            ((d.qid, d.query, d.tables) for d in self.desired.values()), changed
+            ((d.qid, d.query, d.tables) for d in self.desired.values()), changed, stored
         )
         self.collect_garbage()
+
+    def _python_rows(
+        self, t: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> Sequence[Mapping[str, Any]]:
+        """Wire rows with timestamps as ``datetime`` (what predicates compare, like DuckDB)."""
+        ts = [c for c in t.columns if c.type is ColumnType.TIMESTAMP]
+        if not ts:
+            return rows
+        out = []
+        for r in rows:
+            row = dict(r)
+            for c in ts:
+                v = row.get(c.name)
+                if isinstance(v, str):
+                    row[c.name] = decode_value(t, c, v)
+            out.append(row)
+        return out
 
     def _enforce_budget(self) -> list[str]:
         """After a write: evict, then demote, until the store is within its budget again."""

@@ -20,12 +20,14 @@ re-run whatever reads the table).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
 
 from queryplanner import ColumnType, Query, Schema
+from queryplanner.predicate import Row, compile_predicate
 from queryplanner.sql import compile_row_sets
 
 from .batch import ARROW_TYPES
@@ -36,12 +38,24 @@ Kind = Literal["flat", "window", "other"]
 Changed = Mapping[str, Collection[tuple[Any, ...]] | None]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    kind: Kind
+    sql: str  # the query's (unwindowed) row set semi-joined with ``_qs_changed``
+    params: tuple[Any, ...]
+    predicate: Callable[[Row], bool]
+
+
+def _never(row: Row) -> bool:
+    return False
+
+
 class Membership:
     def __init__(self, schema: Schema, store: LocalStore, budget: Budget) -> None:
         self.schema = schema
         self.store = store
         self.budget = budget
-        self._plans: dict[str, tuple[Kind, str, tuple[Any, ...]]] = {}
+        self._plans: dict[str, _Plan] = {}
 
     def forget(self, qid: str) -> None:
         self._plans.pop(qid, None)
@@ -61,21 +75,32 @@ class Membership:
         self,
         queries: Iterable[tuple[str, Query, frozenset[str]]],
         changed: Changed,
+        rows: Mapping[str, Sequence[tuple[tuple[Any, ...], Row]]] | None = None,
     ) -> None:
-        """Bring the budget's member sets of ``queries`` (id, query, tables read) up to date."""
+        """Bring the budget's member sets of ``queries`` (id, query, tables read) up to date.
+
+        ``rows`` may give, per table, every changed key that is still stored with its row
+        (Python values, as DuckDB returns them): the other changed keys are deleted. Then the
+        matches are decided by the queries' compiled predicates (``queryplanner.predicate``,
+        DuckDB's semantics) without a statement per query.
+        """
         for qid, query, tables in queries:
             if not tables & changed.keys():
                 continue
-            kind, sql, params = self._plan(qid, query, tables)
-            keys = changed.get(query.table) if kind != "other" else None
+            plan = self._plan(qid, query, tables)
+            keys = changed.get(query.table) if plan.kind != "other" else None
             if keys is None:
                 self.budget.set_members(qid, self.members(query))
                 continue
             if not keys:
                 continue
-            hits = self._matching(query.table, sql, params, keys)
             t = query.table
-            if kind == "flat":
+            stored = rows.get(t) if rows is not None else None
+            if stored is not None:
+                hits = {k for k, r in stored if plan.predicate(r)}
+            else:
+                hits = self._matching(t, plan.sql, plan.params, keys)
+            if plan.kind == "flat":
                 self.budget.update_members(
                     qid,
                     added=[(t, k) for k in hits],
@@ -84,15 +109,13 @@ class Membership:
             elif hits or any(self.budget.holds_member(qid, (t, k)) for k in keys):
                 self.budget.set_members(qid, self.members(query))
 
-    def _plan(
-        self, qid: str, query: Query, tables: frozenset[str]
-    ) -> tuple[Kind, str, tuple[Any, ...]]:
+    def _plan(self, qid: str, query: Query, tables: frozenset[str]) -> _Plan:
         found = self._plans.get(qid)
         if found is None:
             found = self._plans[qid] = self._make_plan(query, tables)
         return found
 
-    def _make_plan(self, query: Query, tables: frozenset[str]) -> tuple[Kind, str, tuple[Any, ...]]:
+    def _make_plan(self, query: Query, tables: frozenset[str]) -> _Plan:
         t = self.schema.table(query.table)
         if (
             query.related
@@ -100,7 +123,7 @@ class Membership:
             or tables != {query.table}
             or any(t.column(k).type is ColumnType.TIMESTAMP for k in t.primary_key)
         ):
-            return "other", "", ()
+            return _Plan("other", "", (), _never)
         kind: Kind = "flat"
         if query.limit is not None or query.start is not None:
             kind = "window"
@@ -110,7 +133,8 @@ class Membership:
         cols = ", ".join(f'm."{k}"' for k in pk)
         on = " AND ".join(f'm."{k}" = k."{k}"' for k in pk)
         sql = f"SELECT {cols} FROM ({root.sql}) AS m SEMI JOIN _qs_changed AS k ON {on}"
-        return kind, sql, tuple(root.params)
+        predicate = compile_predicate(query.where, self.schema, query.table)
+        return _Plan(kind, sql, tuple(root.params), predicate)
 
     def _matching(
         self, table: str, sql: str, params: tuple[Any, ...], keys: Collection[tuple[Any, ...]]

@@ -52,6 +52,8 @@ def _queries() -> list[Query]:
             table("issue").where(col("project_id") == p).order_by("modified").limit(5).build()
         )
     out.append(table("issue").where(col("status") == "todo").build())
+    # A timestamp condition: the incremental path compares decoded wire timestamps.
+    out.append(table("issue").where(col("modified") >= "2024-01-02T00:00:30").build())
     out.append(
         table("issue")
         .where(col("priority") >= 2)
