@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from queryplanner import Schema
 from queryplanner.protocol import MutationResult, Poke
 
@@ -144,18 +146,34 @@ class PokeBuilder:
                 self.puts[k] = row
             self.rec.held[k] = [n, row[VERSION_COLUMN]]
 
-    def poke(self, schema: Schema) -> Poke | None:
+    def poke(
+        self, schema: Schema, fragments: dict[int, tuple[Any, orjson.Fragment]]
+    ) -> Poke | None:
+        """The poke, or None when nothing changed.
+
+        ``fragments`` caches each row's JSON for the step: most rows go to many clients (the
+        rows of shared subscriptions), and each is encoded once. Keyed by the row object's id,
+        with the row kept alive beside its JSON so no other row can take that id in the step.
+        """
         if not (self.puts or self.dels or self.complete or self.mutations or self.force):
             return None
-        known = schema.as_of(self.rec.schema_version)
-        put: dict[str, list[WireRow]] = {}
+        known = (
+            schema.as_of(self.rec.schema_version)
+            if self.rec.schema_version < schema.version
+            else schema
+        )
+        put: dict[str, list[Any]] = {}
         for (tname, _), row in self.puts.items():
-            if not known.has_table(tname):
-                continue
             if known is not schema:
+                if not known.has_table(tname):
+                    continue
                 names = set(known.table(tname).column_names) | {VERSION_COLUMN}
-                row = {c: v for c, v in row.items() if c in names}
-            put.setdefault(tname, []).append(row)
+                put.setdefault(tname, []).append({c: v for c, v in row.items() if c in names})
+                continue
+            hit = fragments.get(id(row))
+            if hit is None:
+                hit = fragments[id(row)] = (row, orjson.Fragment(orjson.dumps(row)))
+            put.setdefault(tname, []).append(hit[1])
         dele: dict[str, list[list[Any]]] = {}
         for tname, key in self.dels:
             if known.has_table(tname):

@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from queryplanner import Condition, Query, Schema
 from queryplanner.protocol import (
     Cursor,
@@ -110,6 +112,9 @@ class SyncEngine:
         self.records: dict[str, ClientRecord] = {}
         self.version = store.version
         self._commands: deque[Command] = deque()
+        # (outbox method, argument) calls of the current step, run on the loop at its end.
+        self._outgoing: list[tuple[Callable[[Any], None], Any]] = []
+        self._fragments: dict[int, tuple[Any, orjson.Fragment]] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -184,6 +189,8 @@ class SyncEngine:
             self._advance(cur, version, commands)
         finally:
             cur.execute("COMMIT")
+            self._fragments.clear()
+            self._flush()
         self.steps += 1
 
     def _advance(self, cur: Any, version: int, commands: list[Command]) -> None:
@@ -241,7 +248,7 @@ class SyncEngine:
                 self._send(rec, None, ev)
             built = builders.get(cid)
             if built is not None:
-                poke = built.poke(self.schema)
+                poke = built.poke(self.schema, self._fragments)
                 if poke is not None:
                     rec.seq += 1
                     rec.version = version
@@ -254,10 +261,15 @@ class SyncEngine:
         self._deliver(rec.outbox, (None if cursor is None else str(cursor), name, data))
 
     def _deliver(self, outbox: Outbox | None, item: tuple[str | None, str, bytes]) -> None:
-        if outbox is None or self._loop is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(outbox.push, item)
+        if outbox is not None:
+            self._outgoing.append((outbox.push, item))
+
+    def _flush(self) -> None:
+        """Hand the step's events and closes to the loop in order, with one wake-up."""
+        out, self._outgoing = self._outgoing, []
+        if out and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._loop.call_soon_threadsafe(_run_all, out)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -282,9 +294,7 @@ class SyncEngine:
         self.records.pop(rec.client_id, None)
 
     def _close(self, outbox: Outbox, final: ErrorEvent) -> None:
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(outbox.close, final)
+        self._outgoing.append((outbox.close, final))
 
     def _release(self, rec: ClientRecord, qid: str) -> Desired | None:
         d = rec.desired.pop(qid, None)
@@ -437,3 +447,8 @@ class SyncEngine:
             "attached": sum(1 for r in self.records.values() if r.outbox is not None),
             "steps": self.steps,
         }
+
+
+def _run_all(calls: list[tuple[Callable[[Any], None], Any]]) -> None:
+    for fn, arg in calls:
+        fn(arg)

@@ -28,7 +28,14 @@ import duckdb
 
 from queryplanner import Schema
 from queryplanner.errors import QueryError
-from queryplanner.ivm import DEFAULT_REHYDRATE_AFTER, Engine, ResultChange, ResultRow, RowChange
+from queryplanner.ivm import (
+    DEFAULT_REHYDRATE_AFTER,
+    Engine,
+    ResultChange,
+    ResultRow,
+    RowChange,
+    coalesce,
+)
 from queryplanner.predicate import row_key
 from queryplanner.rules import apply_read_rules
 from queryplanner.schema import Relationship
@@ -270,9 +277,11 @@ class IncrementalMaintainer:
     def _junction_edits(
         self, rows: list[RowChange], stale: dict[int, Subscription]
     ) -> Iterator[tuple[Subscription, SubDelta]]:
-        """A junction row's own columns changed: the engine does not hold it, its holders do."""
-        for c in rows:
-            if c.table not in self.junctions or c.old is None or c.new is None:
+        """A junction row changed (or was deleted and inserted again): the engine does not hold
+        it, its holders do."""
+        net = coalesce(self.schema, (c for c in rows if c.table in self.junctions))
+        for c in (c for changes in net.values() for c in changes):
+            if c.old is None or c.new is None:
                 continue
             key = row_key(self.schema.table(c.table).primary_key, c.new)
             k = (c.table, key)

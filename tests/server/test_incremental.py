@@ -144,11 +144,14 @@ class _Pair:
         cur = self._begin()
         batches = self.store.log.since(self.version)
         self.version = self.store.version
-        got = {id(s): d for s, d in self.ivm.changes(cur, batches, [a for a, _, _ in self.subs])}
+        got: dict[int, list[SubDelta]] = {}
+        for s, d in self.ivm.changes(cur, batches, [a for a, _, _ in self.subs]):
+            got.setdefault(id(s), []).append(d)  # a subscription may get several in a step
         list(self.rerun.changes(cur, batches, [b for _, b, _ in self.subs]))
         for a, b, copy in self.subs:
             assert a.result == b.result, (a.key, a.query)
-            _apply(copy, got.get(id(a)))
+            for d in got.get(id(a), []):
+                _apply(copy, d)
             assert copy == a.result, a.key
         cur.execute("COMMIT")
 
@@ -156,9 +159,7 @@ class _Pair:
         self.db.close()
 
 
-def _apply(copy: dict[Any, Any], delta: SubDelta | None) -> None:
-    if delta is None:
-        return
+def _apply(copy: dict[Any, Any], delta: SubDelta) -> None:
     for k in delta.removed:
         del copy[k]
     copy.update(delta.added)
