@@ -60,15 +60,23 @@ _Cand = tuple[int, CompleteQuery, tuple[Cube, ...], frozenset[str]]
 
 
 def _null_slices_held(
-    q_cubes: tuple[Cube, ...], pool: Sequence[_Cand], blocked: Sequence[_Cand],
+    q: Normal, pool: Sequence[_Cand], blocked: Sequence[tuple[int, CompleteQuery, Normal]],
     kinds: ColumnKinds,
 ) -> bool:
-    """A necessary condition for the union, cheap to test first: for each column some blocked
-    member needs a value in, q's rows with NULL there (q allows it in every branch, or the
-    member would not be blocked) must be held by the members that do not need it."""
-    for col in sorted(frozenset().union(*(needs for *_, needs in blocked))):
-        slice_ = tuple(a.with_column(col, ONLY_NULL) for a in q_cubes)
-        held_by = [b for *_, cubes, needs in (*pool, *blocked) if col not in needs for b in cubes]
+    """A necessary condition for a union with blocked members, cheap to test first: for each
+    column that a blocked member needs a value in and q allows NULL in (in every branch:
+    that is why the member is blocked), q's rows with NULL there must be held by the members
+    that do not need it. ``blocked`` may hold more than the union would use: more members
+    only make the test easier to pass, so a failure still rules the union out."""
+    assert q.cubes is not None
+    needed = {n.needs_value for _, _, n in blocked}
+    for col in sorted(frozenset().union(*needed) - q.valued_somewhere):
+        # Every cube of q allows NULL in col, so this is q AND col IS NULL.
+        slice_ = tuple(a.with_column(col, ONLY_NULL) for a in q.cubes)
+        held_by = [b for *_, cubes, _ in pool for b in cubes]
+        if any(col not in needs for needs in needed):
+            held_by += [b for _, _, n in blocked if n.cubes and col not in n.needs_value
+                        for b in n.cubes]
         if implies(slice_, held_by, kinds) is None:
             return False
     return True
@@ -78,8 +86,6 @@ def _union(
     q_cubes: tuple[Cube, ...], pool: Sequence[_Cand], blocked: Sequence[_Cand],
     kinds: ColumnKinds,
 ) -> tuple[CompleteQuery, ...] | None:
-    if blocked and not _null_slices_held(q_cubes, pool, blocked, kinds):
-        return None
     members = [*pool, *blocked]
     flat: list[Cube] = []
     owner: list[int] = []
@@ -156,14 +162,15 @@ def decide(
         # Either none overlaps q, or q's rows with NULL in the columns the overlapping ones
         # need a value in are in none of them. (One message: the index skips the former.)
         return Coverage(False, (), "no complete query can hold its rows")
-    blocked: list[_Cand] = [] if not pool and rows is None else [
+    # A union of blocked complete queries alone misses q's NULL rows, so only try unions
+    # with at least one unblocked member, and only when those rows can be held at all.
+    union_ok = bool(pool) and _null_slices_held(qn, pool, maybe_blocked, d)
+    blocked: list[_Cand] = [] if not union_ok and rows is None else [
         (rank, c, n.cubes, n.needs_value) for rank, c, n in maybe_blocked
         if n.cubes is not None and _admitted(c, n, q_pins, q, exists, schema, subtree)
     ]  # (only unions use them: with a superset of the pool, or with a window held whole)
-    # A union of blocked complete queries alone misses q's NULL rows, so only try unions
-    # with at least one unblocked member.
     supersets = [e for e in blocked if e[1].query.limit is None and e[1].query.start is None]
-    if pool:
+    if union_ok:
         by = _union(q_cubes, pool, supersets, d)
         if by is not None:
             return Coverage(True, by, _UNION)

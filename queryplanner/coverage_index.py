@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 
 from .coverage import (
     CachedRows,
@@ -75,12 +76,8 @@ class _TableIndex:
         if not keyed:
             return [e.complete for e in self.unkeyed.values()]
         merged = [*self.unkeyed.values(), *keyed.values()]
-        merged.sort(key=_seq)
+        merged.sort(key=attrgetter("seq"))
         return [e.complete for e in merged]
-
-
-def _seq(e: _Entry) -> int:
-    return e.seq
 
 
 class CoverageIndex:

@@ -217,3 +217,19 @@ def test_a_union_of_adjacent_ranges_covers_their_span() -> None:
     assert got.covered and len(got.by) == 20
     past = bind(table("t").where(col("a") >= 0, col("a") <= 20).build(), SCHEMA)
     assert not covers(complete, past, SCHEMA).covered
+
+
+def test_null_slice_only_for_columns_q_leaves_nullable() -> None:
+    """Regression: the NULL-slice pre-check once also sliced q at a column q requires a
+    value in (``a`` here, needed by the blocked ``a = 0 AND f = -1``), found no member
+    holding rows q does not even have, and refused the union. It did so only when that
+    blocked query was a candidate, so the index (which skips it) and the scan disagreed."""
+    complete = [_where(col("a") == 0, col("f") == -1.0),
+                _where((col("a") == 0) | (col("a") != 0))]
+    q = bind(table("t").where(col("a") != 1).build(), SCHEMA)
+    got = covers(complete, q, SCHEMA)
+    assert got.covered and got.by == (complete[1],)
+    index = CoverageIndex(SCHEMA)
+    for c in complete:
+        index.add(c)
+    assert index.covers(q) == got
