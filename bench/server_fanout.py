@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -76,14 +77,30 @@ def _seed(db: Path) -> None:
 # -- the server processes ------------------------------------------------------------------
 
 
-def _serve_sync(port: int, db: str) -> None:
+def _serve_sync(port: int, db: str, out: str, incremental: bool) -> None:
     import uvicorn
 
     from queryplanner import Schema
     from server import create_app
 
-    app = create_app(Schema.load(SCHEMA_PATH), db_path=db, anonymous=True)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(
+        Schema.load(SCHEMA_PATH), db_path=db, anonymous=True, incremental=incremental
+    )
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    # uvicorn re-raises the SIGTERM it caught once it has shut down gracefully; this handler
+    # (restored by then) turns it into SystemExit, so the stats below are still written.
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    finally:
+        # The server's share of the latency: commit to pokes handed to the event loop.
+        engine = app.state.sync.engine
+        Path(out).write_bytes(
+            orjson.dumps({"send_ms": list(engine.send_ms), "steps": engine.steps})
+        )
 
 
 def _serve_raw(port: int, size: int) -> None:
@@ -212,7 +229,8 @@ async def _add_queries(url: str, clients: int, schema: Any) -> None:
 
 
 async def _writer(
-    url: str, rate: int, seconds: float, writer: int, sent_at: dict[int, float]
+    url: str, rate: int, seconds: float, writer: int, sent_at: dict[int, float],
+    rtt_ms: list[float],
 ) -> int:
     """One writer client: batches of 5 row updates at ``rate`` rows/s for ``seconds``."""
     rng = random.Random(11 + writer)
@@ -234,7 +252,10 @@ async def _writer(
             r = await c.post("/mutate", json={"clientId": f"bench-writer-{writer:04d}",
                                               "schemaVersion": 1, "mutations": muts})
             r.raise_for_status()
-            sent_at[r.json()["version"]] = t0
+            rtt_ms.append((time.monotonic() - t0) * 1000)
+            version = r.json()["version"]
+            # Batches of several writers may commit under one version: keep the oldest send.
+            sent_at[version] = min(t0, sent_at.get(version, t0))
             k += 1
             delay = start + k * interval - time.monotonic()
             if delay > 0:
@@ -245,17 +266,18 @@ async def _writer(
 def _write_process(url: str, rate: int, seconds: float, out: str) -> None:
     """The writers run in their own process, so the SSE clients do not slow the writes down."""
     sent_at: dict[int, float] = {}
+    rtt_ms: list[float] = []
 
     async def run() -> list[int]:
         return await asyncio.gather(
-            *(_writer(url, rate // WRITERS, seconds, w, sent_at) for w in range(WRITERS))
+            *(_writer(url, rate // WRITERS, seconds, w, sent_at, rtt_ms) for w in range(WRITERS))
         )
 
     t0 = time.monotonic()
     rows = sum(asyncio.run(run()))
     Path(out).write_bytes(orjson.dumps(
         {"sent_at": {str(k): v for k, v in sent_at.items()}, "rows": rows,
-         "elapsed": time.monotonic() - t0}
+         "elapsed": time.monotonic() - t0, "rtt_ms": rtt_ms}
     ))
 
 
@@ -288,7 +310,8 @@ async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int)
     sent_at = {int(k): v for k, v in written["sent_at"].items()}
     return {"stats": stats, "elapsed": t1 - t0, "cpu": (cpu1 - cpu0) / (t1 - t0),
             "writes_per_s": written["rows"] / written["elapsed"],
-            "latencies": stats.latencies_ms(sent_at)}
+            "versions": len(sent_at), "write_seconds": written["elapsed"],
+            "rtt_ms": written["rtt_ms"], "latencies": stats.latencies_ms(sent_at)}
 
 
 async def _run_raw(url: str, clients: int, seconds: float) -> Stats:
@@ -312,12 +335,14 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--writes-per-s", type=int, default=200)
-    p.add_argument("--serve", nargs=2, metavar=("PORT", "DB"))
+    p.add_argument("--rerun", action="store_true",
+                   help="serve with the re-run maintainer (the previous live-change path)")
+    p.add_argument("--serve", nargs=4, metavar=("PORT", "DB", "OUT", "INCREMENTAL"))
     p.add_argument("--raw", nargs=2, metavar=("PORT", "SIZE"))
     p.add_argument("--writer", nargs=4, metavar=("URL", "RATE", "SECONDS", "OUT"))
     args = p.parse_args()
     if args.serve:
-        _serve_sync(int(args.serve[0]), args.serve[1])
+        _serve_sync(int(args.serve[0]), args.serve[1], args.serve[2], args.serve[3] == "1")
         return
     if args.writer:
         _write_process(args.writer[0], int(args.writer[1]), float(args.writer[2]), args.writer[3])
@@ -326,11 +351,13 @@ def main() -> None:
         _serve_raw(int(args.raw[0]), int(args.raw[1]))
         return
 
+    load_before = os.getloadavg()[0]
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"qs-fanout-{os.getpid()}.duckdb"
     tmp.unlink(missing_ok=True)
     _seed(tmp)
     port = _free_port()
-    proc = _spawn(["--serve", str(port), str(tmp)])
+    server_out = tmp.with_suffix(".json")
+    proc = _spawn(["--serve", str(port), str(tmp), str(server_out), "0" if args.rerun else "1"])
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_up(url + "/schema", proc)
@@ -338,6 +365,9 @@ def main() -> None:
     finally:
         _stop(proc)
         tmp.unlink(missing_ok=True)
+    served = orjson.loads(server_out.read_bytes()) if server_out.exists() else {}
+    server_out.unlink(missing_ok=True)
+    send_ms = served.get("send_ms") or [float("nan")]
     stats: Stats = ours["stats"]
     avg_size = int(stats.bytes / stats.events) if stats.events else 200
     _log(f"sync run done: {stats.events} events; raw ceiling next")
@@ -351,8 +381,10 @@ def main() -> None:
     events_per_s = stats.events / ours["elapsed"]
     ceiling = raw_stats.events / 8
     lat = ours["latencies"] or [float("nan")]
+    rtt = ours["rtt_ms"] or [float("nan")]
+    versions_per_s = ours["versions"] / ours["write_seconds"]
     report(
-        "server_fanout",
+        "server_fanout_rerun" if args.rerun else "server_fanout",
         scenario=(
             f"{args.clients} SSE clients x 10 live queries (20 distinct, shared), "
             f"{args.writes_per_s} row updates/s in batches of 5, loopback, server in its own "
@@ -360,7 +392,10 @@ def main() -> None:
         ),
         parameters={"clients": args.clients, "queries_per_client": 10,
                     "distinct_queries": PROJECTS, "writes_per_s": args.writes_per_s,
-                    "seconds": args.seconds, "issues": ISSUES, "avg_poke_bytes": avg_size},
+                    "seconds": args.seconds, "issues": ISSUES, "avg_poke_bytes": avg_size,
+                    "maintainer": "rerun" if args.rerun else "incremental",
+                    "load_avg_1m_before": round(load_before, 2),
+                    "load_avg_1m_after": round(os.getloadavg()[0], 2)},
         metrics={
             "latency_p50_ms": Metric(percentile(lat, 50), "ms"),
             "latency_p99_ms": Metric(percentile(lat, 99), "ms"),
@@ -370,6 +405,17 @@ def main() -> None:
             "delivered_ratio": Metric(events_per_s / ceiling if ceiling else 0.0, "ratio"),
             "writes_committed_per_s": Metric(ours["writes_per_s"], "rows/s"),
             "server_cpu_cores": Metric(ours["cpu"], "cores"),
+            # The server's share: commit of a step's oldest batch -> pokes handed to the loop.
+            "server_commit_to_send_p50_ms": Metric(percentile(send_ms, 50), "ms"),
+            "server_commit_to_send_p99_ms": Metric(percentile(send_ms, 99), "ms"),
+            "write_rtt_p50_ms": Metric(percentile(rtt, 50), "ms"),
+            "write_rtt_p99_ms": Metric(percentile(rtt, 99), "ms"),
+            "versions_per_s": Metric(versions_per_s, "versions/s"),
+            # Of the pokes the commits could cause (one per client per version), the share the
+            # workload's changes make: what bounds events_per_s whatever the server's speed.
+            "pokes_per_client_version": Metric(
+                events_per_s / (versions_per_s * args.clients) if versions_per_s else 0.0, "ratio"
+            ),
         },
         baseline={"raw_sse_starlette_events_per_s": Metric(ceiling, "events/s")},
     )

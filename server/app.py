@@ -59,10 +59,12 @@ from .errors import (
     TooLarge,
     render,
 )
+from .incremental import IncrementalMaintainer
 from .offload import offload_response
 from .permissions import Permissions
 from .store import Store
 from .stream import Outbox, sse_response
+from .subscriptions import RerunMaintainer
 
 log = logging.getLogger("querysync.server")
 
@@ -95,6 +97,7 @@ class SyncServer:
         engine_limits: EngineLimits,
         log_versions: int,
         log_bytes: int,
+        incremental: bool = True,
     ) -> None:
         self.schema = schema
         self.options = options
@@ -102,7 +105,10 @@ class SyncServer:
         self.auth = auth
         self.db = Database(db_path)
         self.store = Store(schema, self.db, log_versions=log_versions, log_bytes=log_bytes)
-        self.engine = SyncEngine(schema, self.db, self.store, limits=engine_limits)
+        maintainer = IncrementalMaintainer(schema) if incremental else RerunMaintainer()
+        self.engine = SyncEngine(
+            schema, self.db, self.store, limits=engine_limits, maintainer=maintainer
+        )
         self.store.on_commit = self.engine.notify
         self.shutdown_event: anyio.Event | None = None
         self._schemas: dict[int, Schema] = {}
@@ -333,12 +339,14 @@ def create_app(
     engine_limits: EngineLimits | None = None,
     log_versions: int = 10_000,
     log_bytes: int = 64 << 20,
+    incremental: bool = True,
 ) -> Starlette:
     """The sync server as a Starlette app (mount it in any Starlette/FastAPI app).
 
     ``rules`` is a rules document (see ``server.permissions``); ``secret`` signs and checks the
-    HS256 tokens; ``anonymous`` accepts requests without a token. The database opens at
-    startup and closes at shutdown (the lifespan).
+    HS256 tokens; ``anonymous`` accepts requests without a token. ``incremental=False`` keeps
+    live queries by re-running them after each commit instead of ``queryplanner.ivm``. The
+    database opens at startup and closes at shutdown (the lifespan).
     """
     permissions = rules if isinstance(rules, Permissions) else Permissions(schema, rules)
     auth = Authenticator(secret, anonymous=anonymous)
@@ -356,6 +364,7 @@ def create_app(
             engine_limits=limits,
             log_versions=log_versions,
             log_bytes=log_bytes,
+            incremental=incremental,
         )
         srv.shutdown_event = anyio.Event()
         app.state.sync = srv

@@ -15,6 +15,7 @@ up to that version.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ class ChangeBatch:
     # Mutation outcomes per client: the batches of several clients may commit together.
     outcomes: Mapping[str, tuple[MutationResult, ...]] = field(default_factory=dict)
     tables: frozenset[str] = field(init=False)
+    # When the writer committed it (monotonic clock): the engine measures commit-to-send.
+    committed_at: float = field(default_factory=time.monotonic, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", frozenset(c.table for c in self.changes))

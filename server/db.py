@@ -1,4 +1,5 @@
-"""The one place DuckDB is called from: one writer thread, one engine thread, reader threads.
+"""The one place DuckDB is called from: one writer thread, reader threads (and the sync
+engine's own thread, which takes its cursor here too).
 
 DuckDB calls block and cost ~0.2 ms even for ``SELECT 1``, so none runs on the event loop.
 Every thread gets its own cursor (a DuckDB connection sharing the database); the writer thread
@@ -27,7 +28,6 @@ class Database:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="qs-writer")
-        self._engine = ThreadPoolExecutor(1, thread_name_prefix="qs-engine")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="qs-reader")
         self._closed = False
 
@@ -49,15 +49,12 @@ class Database:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
-    async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._engine, fn, *args)
-
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run on the writer thread and wait (for startup, the CLI and bulk loads)."""
         return self._writer.submit(fn, *args).result()
 
     def close(self) -> None:
-        for pool in (self._readers, self._engine, self._writer):
+        for pool in (self._readers, self._writer):
             pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             self._closed = True

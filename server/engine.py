@@ -117,47 +117,54 @@ class SyncEngine:
         self._fragments: dict[int, tuple[Any, orjson.Fragment]] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
         self.steps = 0
+        # Milliseconds from the commit of a step's oldest batch to its pokes being handed to
+        # the event loop (the server's share of write-to-client latency), recent steps only.
+        self.send_ms: deque[float] = deque(maxlen=100_000)
+        self._oldest_commit: float | None = None
 
     # -- lifecycle (event loop) ------------------------------------------------------------
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="querysync-engine")
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="qs-engine", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        thread = self._thread
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            await asyncio.to_thread(thread.join, 30)
+            self._thread = None
 
     def notify(self, batch: ChangeBatch | None = None) -> None:
-        """Wake the engine; safe from any thread (the store calls it after each commit)."""
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(wake.set)
+        """Wake the engine; safe from any thread (the writer calls it after each commit).
+
+        The engine thread waits on a threading event, not on the event loop: a commit reaches
+        the engine without waiting for the loop, which may be busy writing to sockets.
+        """
+        self._wake.set()
 
     def submit(self, command: Command) -> None:
         with self._lock:
             self._commands.append(command)
         self.notify()
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while True:
+    def _run(self) -> None:
+        """The engine thread: one step per wake-up (commits and commands coalesce)."""
+        while not self._stopping:
             # The timeout gives a periodic step that expires detached queries and records.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            self._wake.clear()
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()  # a wake-up after this runs another step
+            if self._stopping:
+                return
             try:
-                await self.db.in_engine(self._step)
-            except asyncio.CancelledError:
-                raise
+                self._step()
             except Exception:  # keep serving; the failed step's commands are lost
                 log.exception("sync engine step failed")
 
@@ -191,10 +198,15 @@ class SyncEngine:
             cur.execute("COMMIT")
             self._fragments.clear()
             self._flush()
+            if self._oldest_commit is not None:
+                self.send_ms.append((time.monotonic() - self._oldest_commit) * 1000)
+                self._oldest_commit = None
         self.steps += 1
 
     def _advance(self, cur: Any, version: int, commands: list[Command]) -> None:
         batches = self.store.log.since(self.version, upto=version)
+        if batches:
+            self._oldest_commit = batches[0].committed_at
         builders: dict[str, PokeBuilder] = {}
 
         def builder(rec: ClientRecord) -> PokeBuilder:

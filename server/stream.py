@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 import anyio
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from queryplanner.protocol import ErrorEvent, encode_event
 
@@ -62,17 +62,28 @@ class Outbox:
         if self.on_close is not None:
             self.on_close(self)
 
-    async def drain(self) -> AsyncIterator[Item]:
+    async def drain(self) -> AsyncIterator[list[Item]]:
+        """Everything waiting, as one list per wake-up (written to the socket as one chunk)."""
         while True:
-            while self._items:
-                item = self._items.popleft()
-                if not (self.closed and item[1] == "error"):
-                    self.bytes -= len(item[2])
-                yield item
+            if self._items:
+                items = list(self._items)
+                self._items.clear()
+                if not self.closed:
+                    self.bytes = 0
+                yield items
+                continue
             if self.closed:
                 return
             self._ready.clear()
             await self._ready.wait()
+
+
+def frame(sse_id: str | None, name: str, data: bytes) -> bytes:
+    """One SSE event; ``data`` is compact JSON (orjson), so it is one ``data:`` line."""
+    head = b"event: " + name.encode() + b"\r\n"
+    if sse_id is not None:
+        head = b"id: " + sse_id.encode() + b"\r\n" + head
+    return head + b"data: " + data + b"\r\n\r\n"
 
 
 def sse_response(
@@ -83,10 +94,11 @@ def sse_response(
     shutdown: anyio.Event,
     grace: float = 1.0,
 ) -> EventSourceResponse:
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[bytes]:
         try:
-            async for sse_id, name, data in outbox.drain():
-                yield ServerSentEvent(data=data.decode(), event=name, id=sse_id)
+            async for items in outbox.drain():
+                # Pre-encoded frames, joined: one socket write for all that waited.
+                yield b"".join(frame(*item) for item in items)
         finally:
             on_end()
 
