@@ -37,6 +37,17 @@ ARROW_TYPES = {
 }
 
 
+def key_table(table: Table, keys: Sequence[Sequence[Any]]) -> pa.Table:
+    """Primary keys as an Arrow table (timestamps as ISO text, as in ``RowBatch``)."""
+    arrays = {}
+    for i, name in enumerate(table.primary_key):
+        values = [k[i] for k in keys]
+        if table.column(name).type is ColumnType.TIMESTAMP:
+            values = [v.isoformat() if hasattr(v, "isoformat") else v for v in values]
+        arrays[name] = pa.array(values, type=ARROW_TYPES[table.column(name).type])
+    return pa.table(arrays)
+
+
 class RowBatch:
     """One table's rows as Arrow (plus the JSON columns' values, for their sizes)."""
 

@@ -24,13 +24,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import pyarrow as pa
-
 from queryplanner import ColumnType, Query, Schema
 from queryplanner.predicate import Row, compile_predicate
 from queryplanner.sql import compile_row_sets
 
-from .batch import ARROW_TYPES
+from .batch import key_table
 from .budget import Budget, RowId
 from .store import LocalStore
 
@@ -139,13 +137,7 @@ class Membership:
     def _matching(
         self, table: str, sql: str, params: tuple[Any, ...], keys: Collection[tuple[Any, ...]]
     ) -> set[tuple[Any, ...]]:
-        t = self.schema.table(table)
-        key_list = list(keys)
-        arrays = {
-            name: pa.array([k[i] for k in key_list], type=ARROW_TYPES[t.column(name).type])
-            for i, name in enumerate(t.primary_key)
-        }
-        self.store.con.register("_qs_changed", pa.table(arrays))
+        self.store.con.register("_qs_changed", key_table(self.schema.table(table), list(keys)))
         try:
             return {tuple(r) for r in self.store.con.execute(sql, list(params)).fetchall()}
         finally:

@@ -30,12 +30,11 @@ from typing import Any
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from queryplanner import ColumnType, Schema, Table
 from queryplanner.sql import create_table_sql
 
-from .batch import ARROW_TYPES, VERSION_COLUMN, RowBatch
+from .batch import VERSION_COLUMN, RowBatch, key_table
 from .errors import StoreError
 
 log = logging.getLogger("querysync.cache")
@@ -224,12 +223,7 @@ class LocalStore:
         key_list = [tuple(k) for k in keys]
         if not key_list:
             return
-        pk = t.primary_key
-        arrays = {
-            name: pa.array([k[i] for k in key_list], type=ARROW_TYPES[t.column(name).type])
-            for i, name in enumerate(pk)
-        }
-        self.con.register("_qs_keys", pa.table(arrays))
+        self.con.register("_qs_keys", key_table(t, key_list))
         try:
             self.generation[table] += 1
             self.con.execute(self._delete_sql(t, "_qs_keys"))

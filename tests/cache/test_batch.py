@@ -69,3 +69,33 @@ def test_json_values_are_sized_as_values() -> None:
         {"id": 3, "body": None, "_v": 1},
     ]
     assert RowBatch(schema.table("doc"), rows_).sizes() == [row_bytes(r) for r in rows_]
+
+
+def test_rows_with_a_timestamp_primary_key_are_put_and_deleted() -> None:
+    """Regression: deleting by a timestamp key built an Arrow text column from datetimes."""
+    from cache.budget import Budget
+    from cache.local import LocalState
+    from cache.store import LocalStore
+    from queryplanner import bind, table
+    from queryplanner.protocol import Poke
+
+    schema = Schema.from_dict(
+        {
+            "version": 1,
+            "tables": {
+                "event": {
+                    "columns": {"at": {"type": "timestamp", "nullable": False}, "name": "text"},
+                    "primaryKey": ["at"],
+                }
+            },
+        }
+    )
+    local = LocalState(schema, LocalStore(schema), Budget(10**6))
+    q = bind(table("event").build(), schema)
+    local.add_desired(q, q.id, pinned=True, ttl=None)
+    put = [{"at": f"2026-01-01T00:00:0{i}", "name": f"e{i}", "_v": 1} for i in range(3)]
+    local.apply_poke(Poke(1, {"event": put}, {}, {q.id: 1}), "1.1.t")
+    assert local.store.count("event") == 3 and len(local.budget.members(q.id)) == 3
+    local.apply_poke(Poke(2, {}, {"event": [["2026-01-01T00:00:01"]]}, {}), "2.1.t")
+    assert [r["name"] for r in local.run(q)] == ["e0", "e2"]
+    assert len(local.budget.members(q.id)) == 2 and local.budget.unreferenced() == []
