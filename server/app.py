@@ -11,6 +11,7 @@ See docs/protocol.md for the messages and docs/server.md for the design.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -48,7 +49,15 @@ from queryplanner.wire import WireError
 
 from .auth import Authenticator
 from .db import Database
-from .engine import Attach, ChangeQueries, Detach, EngineLimits, SyncEngine
+from .engine import (
+    AnnounceSchema,
+    Attach,
+    ChangeQueries,
+    Detach,
+    EngineLimits,
+    SchemaChange,
+    SyncEngine,
+)
 from .errors import (
     BadRequest,
     InvalidQuery,
@@ -60,6 +69,7 @@ from .errors import (
     render,
 )
 from .incremental import IncrementalMaintainer
+from .migration import Additions, check_additive
 from .offload import offload_response
 from .permissions import Permissions
 from .store import Store
@@ -112,6 +122,7 @@ class SyncServer:
         self.store.on_commit = self.engine.notify
         self.shutdown_event: anyio.Event | None = None
         self._schemas: dict[int, Schema] = {}
+        self._migrating = asyncio.Lock()
 
     def schema_for(self, version: int) -> Schema:
         """The schema a client at ``version`` knows, after the 409 window check."""
@@ -129,6 +140,34 @@ class SyncServer:
         if cached is None:
             cached = self._schemas[version] = self.schema.as_of(version)
         return cached
+
+    async def update_schema(self, new: Schema) -> Additions:
+        """Move the running server to ``new``, an additive change of the served schema.
+
+        1. ``check_additive`` (else ``SchemaError``); 2. create the new tables and columns in
+        DuckDB (NULL in every row); 3. the sync engine recompiles every subscription (no row
+        changes, nothing is sent); 4. requests are checked against ``new`` (its window of
+        client versions); 5. every open stream gets a ``schema`` event, with ``updateNeeded``
+        for clients whose version fell out of the window.
+        """
+        async with self._migrating:
+            additions = check_additive(self.schema, new)
+            await self.db.write(self.store.migrate, new)
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+
+            def finished() -> None:
+                if not done.done():
+                    done.set_result(None)
+
+            self.engine.submit(SchemaChange(new, finished))
+            await asyncio.wait_for(done, timeout=60)
+            self.store.schema = new  # read by the writer for each batch: one reference swap
+            self.schema = new
+            self._schemas = {}
+            self.engine.submit(AnnounceSchema(new))
+            log.info("schema updated to version %d (%s)", new.version, new.hash)
+            return additions
 
     def shutdown_streams(self) -> None:
         self.engine.close_all(ErrorEvent("shutdown", "The server is shutting down; reconnect."))

@@ -39,6 +39,7 @@ from queryplanner.protocol import (
     Hello,
     QueryErrorEvent,
     Reset,
+    SchemaEvent,
     encode_event,
 )
 
@@ -87,7 +88,22 @@ class ChangeQueries:
     remove: tuple[str, ...]
 
 
-Command = Attach | Detach | ChangeQueries
+@dataclass(frozen=True)
+class SchemaChange:
+    """Move every subscription to ``schema`` (its new columns already exist in DuckDB)."""
+
+    schema: Schema
+    done: Callable[[], None]  # run on the event loop once the subscriptions use it
+
+
+@dataclass(frozen=True)
+class AnnounceSchema:
+    """Tell every open stream that the server now serves ``schema``."""
+
+    schema: Schema
+
+
+Command = Attach | Detach | ChangeQueries | SchemaChange | AnnounceSchema
 
 
 class SyncEngine:
@@ -238,6 +254,10 @@ class SyncEngine:
         for cmd in commands:
             if isinstance(cmd, Attach):
                 self._attach(cur, cmd, version, builder, events)
+            elif isinstance(cmd, SchemaChange):
+                self._change_schema(cur, cmd)
+            elif isinstance(cmd, AnnounceSchema):
+                self._announce(cmd.schema, events)
             elif isinstance(cmd, Detach):
                 rec = self.records.get(cmd.client_id)
                 if rec is not None and rec.outbox is cmd.outbox:
@@ -432,6 +452,31 @@ class SyncEngine:
                 builder(rec).hydrate(qid, sub.result)
             else:
                 d.expires_at = (rec.detached_at or self.clock()) + self._ttl(d)
+
+    def _change_schema(self, cur: Any, cmd: SchemaChange) -> None:
+        # Additive only: the new columns are NULL in every row, so the rebuilt results hold the
+        # same rows at the same versions and nothing is sent; only the compiled SQL changes.
+        self.schema = cmd.schema
+        subs = list(self.subs.values())
+        for sub in subs:
+            self.maintainer.remove(sub)
+        self.maintainer.set_schema(cmd.schema)
+        for sub in subs:
+            sub.compile(cmd.schema)
+            self.maintainer.add(cur, sub)
+        self._outgoing.append((lambda _: cmd.done(), None))
+
+    def _announce(self, schema: Schema, events: dict[str, list[Event]]) -> None:
+        for rec in self.records.values():
+            if rec.outbox is None:
+                continue
+            events.setdefault(rec.client_id, []).append(
+                SchemaEvent(
+                    schema.version,
+                    schema.oldest_client_version,
+                    not schema.supports_client(rec.schema_version),
+                )
+            )
 
     def _ttl(self, d: Desired) -> float:
         return self.limits.default_ttl if d.ttl is None else d.ttl

@@ -73,14 +73,14 @@ class _Book:
 
 class IncrementalMaintainer:
     def __init__(self, schema: Schema, *, rehydrate_after: int = DEFAULT_REHYDRATE_AFTER) -> None:
-        self.schema = schema
-        self.store = DuckStore(schema, internal_schema(schema))
         self.rehydrate_after = rehydrate_after
-        self.junctions = junction_tables(schema)
         self._engines: dict[str, tuple[Engine, ScopedStore, set[str]]] = {}
-        self._subs: dict[str, Subscription] = {}
         self._levels: dict[tuple[str, tuple[str, ...]], tuple[str, Relationship]] = {}
         self._wire: dict[tuple[str, tuple[Any, ...], Any], WireRow] = {}
+        self._subs: dict[str, Subscription] = {}
+        self.schema = schema
+        self.store = DuckStore(schema, internal_schema(schema))
+        self.junctions = junction_tables(schema)
         self._rerun: dict[int, Subscription] = {}  # subscriptions the engine refused
         self._fallback = RerunMaintainer()
         self._next = 0
@@ -91,6 +91,17 @@ class IncrementalMaintainer:
     def begin(self, cur: duckdb.DuckDBPyConnection, version: int) -> None:
         self.store.use(cur, version)
         self._wire.clear()
+
+    def set_schema(self, schema: Schema) -> None:
+        old = self.store
+        self.schema = schema
+        self.store = DuckStore(schema, internal_schema(schema))
+        if old.cur is not None:  # mid-step: keep reading the snapshot
+            self.store.use(old.cur, old.version)
+        self.junctions = junction_tables(schema)
+        self._engines = {}
+        self._levels = {}
+        self._wire = {}
 
     def add(self, cur: duckdb.DuckDBPyConnection, sub: Subscription) -> None:
         rules = {t: c for t, c in sub.rules.items() if t in self.junctions}

@@ -81,7 +81,7 @@ class Store:
         self._last_ids: dict[str, int] = {}
         self._pending: list[_Request] = []
         self._pending_lock = threading.Lock()
-        version = db.write_sync(self._setup)
+        version = db.write_sync(self._setup, schema)
         self.log = ChangeLog(version, max_versions=log_versions, max_bytes=log_bytes)
 
     @property
@@ -90,11 +90,17 @@ class Store:
 
     # -- setup -----------------------------------------------------------------------------
 
-    def _setup(self) -> int:
+    def migrate(self, schema: Schema) -> None:
+        """On the writer thread: create ``schema``'s new tables and columns (an additive
+        migration, see ``server.migration``). ``self.schema`` is swapped by the caller once
+        the sync engine uses the new schema."""
+        self._setup(schema)
+
+    def _setup(self, schema: Schema) -> int:
         cur = self.db.cursor()
-        for ddl in create_table_sql(self.schema, version_column=VERSION_COLUMN):
+        for ddl in create_table_sql(schema, version_column=VERSION_COLUMN):
             cur.execute(ddl)
-        for t in self.schema.tables:
+        for t in schema.tables:
             have = {
                 r[0]
                 for r in cur.execute(

@@ -72,15 +72,20 @@ class Subscription:
     ) -> None:
         self.key = key
         self.query = query
-        self.schema = schema
         self.rules = rules
+        self.result: dict[RowKey, WireRow] = {}
+        self.clients: set[str] = set()
+        self.ivm: Any = None  # the incremental maintainer's state for this subscription
+        self.compile(schema)
+
+    def compile(self, schema: Schema) -> None:
+        """(Re)compile for ``schema`` (at creation, and after an online migration)."""
+        query, rules = self.query, self.rules
+        self.schema = schema
         self.row_sets: list[RowSetSQL] = compile_row_sets(
             query, internal_schema(schema), rules=rules
         )
         self.tables = dependencies(query, schema, rules) | {r.table for r in self.row_sets}
-        self.result: dict[RowKey, WireRow] = {}
-        self.clients: set[str] = set()
-        self.ivm: Any = None  # the incremental maintainer's state for this subscription
         # A one-table query without EXISTS: a changed row can only matter if it is in the
         # result or matches the condition, which Python can test without running SQL.
         self.row_test: Callable[[Mapping[str, Any]], bool] | None = None
@@ -207,6 +212,10 @@ class Maintainer(Protocol):
         """Stop maintaining ``sub`` (no client desires it any more)."""
         ...
 
+    def set_schema(self, schema: Schema) -> None:
+        """Maintain under ``schema`` from now on (called with no subscription added)."""
+        ...
+
     def changes(
         self,
         cur: duckdb.DuckDBPyConnection,
@@ -231,6 +240,9 @@ class RerunMaintainer:
         sub.result = sub.run(cur)
 
     def remove(self, sub: Subscription) -> None:
+        return None
+
+    def set_schema(self, schema: Schema) -> None:
         return None
 
     def changes(

@@ -49,6 +49,12 @@ class RunningServer:
         if loop is not None:
             loop.call_soon_threadsafe(fn, *args)
 
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's event loop and wait for its result."""
+        loop = getattr(self.server, "_qs_loop", None)
+        assert loop is not None, "the server is not running"
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
 
 @contextlib.contextmanager
 def serve_app(
@@ -289,13 +295,19 @@ class Api:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def add_query(self, schema: Schema, doc: dict[str, Any], client_id: str | None = None) -> str:
+    def add_query(
+        self,
+        schema: Schema,
+        doc: dict[str, Any],
+        client_id: str | None = None,
+        schema_version: int = 1,
+    ) -> str:
         qid = query_id(parse_query(doc, schema))
         r = self.http.post(
             "/queries",
             json={
                 "clientId": client_id or self.client_id,
-                "schemaVersion": 1,
+                "schemaVersion": schema_version,
                 "add": [{"id": qid, "query": doc}],
             },
         )
