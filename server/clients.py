@@ -73,8 +73,17 @@ class ClientRecord:
         return [p for p in self.sent if p.seq > seq]
 
 
+Fragments = dict[int, tuple[Any, orjson.Fragment, int]]  # id(row) -> (row, JSON, bytes)
+
+
 class PokeBuilder:
-    """Accumulates one poke for one client; ``poke()`` returns None when nothing changed."""
+    """Accumulates one step's changes for one client; ``pokes()`` turns them into pokes.
+
+    Usually one poke. A large hydration is split: rows that only hydrating queries bring (new
+    to the client, touched by no live change of this step) go first in pokes of at most
+    ``max_bytes`` that carry nothing else; the last poke carries the rest, the deletes, the
+    ``complete`` markers and the mutation outcomes (see docs/protocol.md, *Hydration*).
+    """
 
     def __init__(self, rec: ClientRecord, version: int) -> None:
         self.rec = rec
@@ -84,18 +93,22 @@ class PokeBuilder:
         self.complete: dict[str, int] = {}
         self.mutations: list[MutationResult] = []
         self.force = False  # send even an empty poke (a new stream's first cursor)
+        self.fresh: set[RowKey] = set()  # puts that only hydrations brought
 
-    def _inc(self, k: RowKey, row: WireRow) -> None:
+    def _inc(self, k: RowKey, row: WireRow, hydrating: bool = False) -> None:
         held = self.rec.held.get(k)
         if held is None:
             self.rec.held[k] = [1, row[VERSION_COLUMN]]
             self.puts[k] = row
             self.dels.discard(k)
+            if hydrating:
+                self.fresh.add(k)
         else:
             held[0] += 1
             if held[1] != row[VERSION_COLUMN]:
                 held[1] = row[VERSION_COLUMN]
                 self.puts[k] = row
+                self.fresh.discard(k)
 
     def _dec(self, k: RowKey) -> None:
         held = self.rec.held.get(k)
@@ -105,13 +118,16 @@ class PokeBuilder:
         if held[0] <= 0:
             del self.rec.held[k]
             self.puts.pop(k, None)
+            self.fresh.discard(k)
             self.dels.add(k)
 
     def delta(self, d: SubDelta) -> None:
         for k, row in d.added.items():
             self._inc(k, row)
+            self.fresh.discard(k)
         for k, row in d.changed.items():
             held = self.rec.held.get(k)
+            self.fresh.discard(k)
             if held is not None and held[1] != row[VERSION_COLUMN]:
                 held[1] = row[VERSION_COLUMN]
                 self.puts[k] = row
@@ -120,7 +136,7 @@ class PokeBuilder:
 
     def hydrate(self, qid: str, rows: Mapping[RowKey, WireRow]) -> None:
         for k, row in rows.items():
-            self._inc(k, row)
+            self._inc(k, row, hydrating=True)
         self.complete[qid] = self.version
 
     def drop(self, rows: Iterable[RowKey]) -> None:
@@ -129,6 +145,7 @@ class PokeBuilder:
 
     def sync_to(self, subs: Iterable[Subscription]) -> None:
         """Recompute the held rows from scratch: exact whatever happened since the last poke."""
+        self.fresh.clear()
         target: Counter[RowKey] = Counter()
         rows: dict[RowKey, WireRow] = {}
         for sub in subs:
@@ -146,39 +163,63 @@ class PokeBuilder:
                 self.puts[k] = row
             self.rec.held[k] = [n, row[VERSION_COLUMN]]
 
-    def poke(
-        self, schema: Schema, fragments: dict[int, tuple[Any, orjson.Fragment]]
-    ) -> Poke | None:
-        """The poke, or None when nothing changed.
+    def pokes(self, schema: Schema, fragments: Fragments, max_bytes: int) -> list[Poke]:
+        """The pokes of this step (none when nothing changed), in the order to send.
 
         ``fragments`` caches each row's JSON for the step: most rows go to many clients (the
         rows of shared subscriptions), and each is encoded once. Keyed by the row object's id,
         with the row kept alive beside its JSON so no other row can take that id in the step.
         """
         if not (self.puts or self.dels or self.complete or self.mutations or self.force):
-            return None
+            return []
         known = (
             schema.as_of(self.rec.schema_version)
             if self.rec.schema_version < schema.version
             else schema
         )
-        put: dict[str, list[Any]] = {}
-        for (tname, _), row in self.puts.items():
+        early: list[list[tuple[str, Any]]] = [[]]
+        size = 0
+        last: list[tuple[str, Any]] = []
+        for k, row in self.puts.items():
+            tname = k[0]
             if known is not schema:
                 if not known.has_table(tname):
                     continue
                 names = set(known.table(tname).column_names) | {VERSION_COLUMN}
-                put.setdefault(tname, []).append({c: v for c, v in row.items() if c in names})
+                row = {c: v for c, v in row.items() if c in names}
+                item: Any = orjson.Fragment(orjson.dumps(row))
+                n = len(orjson.dumps(row))
+            else:
+                hit = fragments.get(id(row))
+                if hit is None:
+                    data = orjson.dumps(row)
+                    hit = fragments[id(row)] = (row, orjson.Fragment(data), len(data))
+                item, n = hit[1], hit[2]
+            if k not in self.fresh:
+                last.append((tname, item))
                 continue
-            hit = fragments.get(id(row))
-            if hit is None:
-                hit = fragments[id(row)] = (row, orjson.Fragment(orjson.dumps(row)))
-            put.setdefault(tname, []).append(hit[1])
+            if size and size + n > max_bytes:
+                early.append([])
+                size = 0
+            early[-1].append((tname, item))
+            size += n
+        last += early.pop()  # the last chunk of hydration rows rides with everything else
+        out = [Poke(self.version, _by_table(chunk)) for chunk in early]
         dele: dict[str, list[list[Any]]] = {}
         for tname, key in self.dels:
             if known.has_table(tname):
                 dele.setdefault(tname, []).append([_json_key(v) for v in key])
-        return Poke(self.version, put, dele, dict(self.complete), tuple(self.mutations))
+        out.append(
+            Poke(self.version, _by_table(last), dele, dict(self.complete), tuple(self.mutations))
+        )
+        return out
+
+
+def _by_table(items: list[tuple[str, Any]]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for tname, item in items:
+        out.setdefault(tname, []).append(item)
+    return out
 
 
 def _json_key(value: Any) -> Any:

@@ -28,8 +28,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from queryplanner import Condition, Query, Schema
 from queryplanner.protocol import (
     Cursor,
@@ -44,7 +42,7 @@ from queryplanner.protocol import (
 )
 
 from .changelog import ChangeBatch
-from .clients import ClientRecord, Desired, PokeBuilder, SentPoke
+from .clients import ClientRecord, Desired, Fragments, PokeBuilder, SentPoke
 from .db import Database
 from .incremental import IncrementalMaintainer
 from .store import Store
@@ -57,6 +55,7 @@ log = logging.getLogger("querysync.server")
 @dataclass(frozen=True)
 class EngineLimits:
     outbox_bytes: int = 4 << 20  # per-client queue before a slow consumer is cut off
+    poke_bytes: int = 256 << 10  # rows per poke of a hydration split in several (about)
     resume_bytes: int = 4 << 20  # per-client log of recent pokes kept for resumes
     default_ttl: float = 30.0  # how long a query without TTL outlives its stream
     record_ttl: float = 600.0  # how long a detached client's record is kept
@@ -104,6 +103,7 @@ class AnnounceSchema:
 
 
 Command = Attach | Detach | ChangeQueries | SchemaChange | AnnounceSchema
+Outgoing = tuple[Outbox | None, Any]
 
 
 class SyncEngine:
@@ -128,9 +128,10 @@ class SyncEngine:
         self.records: dict[str, ClientRecord] = {}
         self.version = store.version
         self._commands: deque[Command] = deque()
-        # (outbox method, argument) calls of the current step, run on the loop at its end.
-        self._outgoing: list[tuple[Callable[[Any], None], Any]] = []
-        self._fragments: dict[int, tuple[Any, orjson.Fragment]] = {}
+        # What the current step hands to the loop at its end, in order: (outbox, events) to
+        # push, (outbox, final event) to close, (None, callback) to call.
+        self._outgoing: list[Outgoing] = []
+        self._fragments: Fragments = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = threading.Event()
@@ -280,8 +281,7 @@ class SyncEngine:
                 self._send(rec, None, ev)
             built = builders.get(cid)
             if built is not None:
-                poke = built.poke(self.schema, self._fragments)
-                if poke is not None:
+                for poke in built.pokes(self.schema, self._fragments, self.limits.poke_bytes):
                     rec.seq += 1
                     rec.version = version
                     self._send(rec, Cursor(version, rec.seq, self.epoch), poke)
@@ -293,8 +293,16 @@ class SyncEngine:
         self._deliver(rec.outbox, (None if cursor is None else str(cursor), name, data))
 
     def _deliver(self, outbox: Outbox | None, item: tuple[str | None, str, bytes]) -> None:
-        if outbox is not None:
-            self._outgoing.append((outbox.push, item))
+        if outbox is None:
+            return
+        # A step's events for one outbox are pushed together: the slow-consumer bound is
+        # checked once for them, so a hydration split in many pokes is not cut off half-way.
+        if self._outgoing:
+            last, arg = self._outgoing[-1]
+            if last is outbox and isinstance(arg, list):
+                arg.append(item)
+                return
+        self._outgoing.append((outbox, [item]))
 
     def _flush(self) -> None:
         """Hand the step's events and closes to the loop in order, with one wake-up."""
@@ -326,7 +334,7 @@ class SyncEngine:
         self.records.pop(rec.client_id, None)
 
     def _close(self, outbox: Outbox, final: ErrorEvent) -> None:
-        self._outgoing.append((outbox.close, final))
+        self._outgoing.append((outbox, final))
 
     def _release(self, rec: ClientRecord, qid: str) -> Desired | None:
         d = rec.desired.pop(qid, None)
@@ -464,7 +472,7 @@ class SyncEngine:
         for sub in subs:
             sub.compile(cmd.schema)
             self.maintainer.add(cur, sub)
-        self._outgoing.append((lambda _: cmd.done(), None))
+        self._outgoing.append((None, cmd.done))
 
     def _announce(self, schema: Schema, events: dict[str, list[Event]]) -> None:
         for rec in self.records.values():
@@ -506,6 +514,11 @@ class SyncEngine:
         }
 
 
-def _run_all(calls: list[tuple[Callable[[Any], None], Any]]) -> None:
-    for fn, arg in calls:
-        fn(arg)
+def _run_all(calls: list[Outgoing]) -> None:
+    for outbox, arg in calls:
+        if outbox is None:
+            arg()
+        elif isinstance(arg, list):
+            outbox.push_many(arg)
+        else:
+            outbox.close(arg)

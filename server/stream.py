@@ -30,11 +30,15 @@ class Outbox:
         self.on_close: Callable[[Outbox], None] | None = None
 
     def push(self, item: Item) -> None:
+        self.push_many([item])
+
+    def push_many(self, items: list[Item]) -> None:
+        """Queue one engine step's events for this client (checked against the bound once)."""
         if self.closed:
             return
-        size = len(item[2])
         # Cut off once what waits reaches the limit: the queue never holds more than the limit
-        # plus one event, and one event larger than the limit (a big hydration) still goes out.
+        # plus one step's events, and a step larger than the limit (a big hydration) still
+        # goes out when nothing waits.
         if self.bytes >= self.limit:
             self.close(
                 ErrorEvent(
@@ -44,8 +48,9 @@ class Outbox:
                 )
             )
             return
-        self._items.append(item)
-        self.bytes += size
+        for item in items:
+            self._items.append(item)
+            self.bytes += len(item[2])
         self._ready.set()
 
     def close(self, final: ErrorEvent | None = None) -> None:
