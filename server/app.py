@@ -48,6 +48,7 @@ from queryplanner.validate import parse_query
 from queryplanner.wire import WireError
 
 from .auth import Authenticator
+from .changelog import ChangeBatch
 from .db import Database
 from .engine import (
     AnnounceSchema,
@@ -70,7 +71,7 @@ from .errors import (
 )
 from .incremental import IncrementalMaintainer
 from .migration import Additions, check_additive
-from .offload import offload_response
+from .offload import CommitWatch, offload_response
 from .permissions import Permissions
 from .store import Store
 from .stream import Outbox, sse_response
@@ -119,7 +120,8 @@ class SyncServer:
         self.engine = SyncEngine(
             schema, self.db, self.store, limits=engine_limits, maintainer=maintainer
         )
-        self.store.on_commit = self.engine.notify
+        self.commits = CommitWatch()
+        self.store.on_commit = self._committed
         self.shutdown_event: anyio.Event | None = None
         self._schemas: dict[int, Schema] = {}
         self._migrating = asyncio.Lock()
@@ -140,6 +142,11 @@ class SyncServer:
         if cached is None:
             cached = self._schemas[version] = self.schema.as_of(version)
         return cached
+
+    def _committed(self, batch: ChangeBatch) -> None:
+        """On the writer thread, after each commit: wake the sync engine and live queries."""
+        self.engine.notify(batch)
+        self.commits.notify(batch)
 
     async def update_schema(self, new: Schema) -> Additions:
         """Move the running server to ``new``, an additive change of the served schema.
@@ -407,6 +414,7 @@ def create_app(
         )
         srv.shutdown_event = anyio.Event()
         app.state.sync = srv
+        srv.commits.bind(asyncio.get_running_loop())
         srv.engine.start()
 
         async def watch() -> None:

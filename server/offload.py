@@ -2,13 +2,16 @@
 
 One-shot: ``rows`` events in batches (nested ``related`` children inside each row; aggregate
 groups as rows), then ``complete`` with the version. Live: a ``result`` event with the whole
-result now and after every commit that touches a table the query depends on. The user's read
-rules are compiled into the SQL exactly as for sync.
+result now and after every commit that touches a table the query depends on (when the result
+changed). Commits wake live queries through ``CommitWatch``; commits that came in while a query
+re-ran are handled by one more run. The user's read rules are compiled into the SQL exactly as
+for sync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +28,34 @@ if TYPE_CHECKING:
     from .app import SyncServer
 
 BATCH_ROWS = 500
-LIVE_POLL_SECONDS = 0.05
+
+
+class CommitWatch:
+    """Wakes coroutines on the event loop after commits; ``notify`` is called by the writer.
+
+    A waiter takes ``current`` *before* it looks at the change log, then awaits it: a commit
+    that lands in between sets that very event, so no commit is missed. The writer only
+    schedules a wake-up while a live query exists (``live``), so commits cost nothing when
+    none does.
+    """
+
+    def __init__(self) -> None:
+        self.current = asyncio.Event()
+        self.live = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def notify(self, batch: object = None) -> None:
+        loop = self._loop
+        if self.live and loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        event, self.current = self.current, asyncio.Event()
+        event.set()
 
 
 def run_query(
@@ -116,19 +146,25 @@ async def offload_response(
 
     async def kept_live() -> AsyncIterator[ServerSentEvent]:
         nonlocal version, rows
-        yield _sse(ResultEvent(version, tuple(rows)))
-        while True:
-            await asyncio.sleep(LIVE_POLL_SECONDS)
-            batches = srv.store.log.since(version)
-            if batches is not None and not batches:
-                continue
-            if batches is not None and not any(b.tables & tables for b in batches):
-                version = max(b.version for b in batches)
-                continue
-            new_version, new_rows = await srv.db.read(run_query, srv, query, schema, rules)
-            if new_rows != rows:
-                yield _sse(ResultEvent(new_version, tuple(new_rows)))
-            version, rows = new_version, new_rows
+        watch = srv.commits
+        watch.live += 1
+        try:
+            yield _sse(ResultEvent(version, tuple(rows)))
+            while True:
+                woken = watch.current  # before reading the log: see CommitWatch
+                batches = srv.store.log.since(version)
+                if batches is not None and not batches:
+                    await woken.wait()
+                    continue
+                if batches is not None and not any(b.tables & tables for b in batches):
+                    version = max(b.version for b in batches)
+                    continue
+                new_version, new_rows = await srv.db.read(run_query, srv, query, schema, rules)
+                if new_rows != rows:
+                    yield _sse(ResultEvent(new_version, tuple(new_rows)))
+                version, rows = new_version, new_rows
+        finally:
+            watch.live -= 1
 
     assert srv.shutdown_event is not None
     return EventSourceResponse(
