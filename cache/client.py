@@ -437,7 +437,8 @@ class Client(Writes):
     def _emit_later(self, live: LiveQuery) -> None:
         """A hydrating query's partial answers are coalesced: re-reading a growing result on
         every poke would make hydration quadratic. One snapshot per interval, then the
-        complete one."""
+        complete one; the interval grows with the cost of reading the partial result (at most
+        a fifth of the loop's time goes to partial snapshots of a large hydration)."""
         if live.emit_scheduled:
             return
         live.emit_scheduled = True
@@ -445,9 +446,12 @@ class Client(Writes):
         def emit() -> None:
             live.emit_scheduled = False
             if self._lives.get(live.qid) is live and not self._closed:
+                t0 = time.perf_counter()
                 self._emit_local(live)
+                live.emit_cost = time.perf_counter() - t0
 
-        asyncio.get_running_loop().call_later(PARTIAL_EMIT_INTERVAL, emit)
+        delay = max(PARTIAL_EMIT_INTERVAL, 4 * live.emit_cost)
+        asyncio.get_running_loop().call_later(delay, emit)
 
     @_locked
     def _enforce_after_admit(self) -> None:

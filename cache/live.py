@@ -85,6 +85,7 @@ class LiveQuery:
     task: asyncio.Task[None] | None = None
     explanation: str = ""
     emit_scheduled: bool = False
+    emit_cost: float = 0.0  # seconds the last partial snapshot took to read (throttling)
 
     def emit(self, snap: Snapshot, ident: tuple[str, ...], *, force: bool = False) -> None:
         prev = self.last
