@@ -1,6 +1,6 @@
 """Fan-out of live changes: 100 SSE clients x 10 live queries while 200 writes/s commit.
 
-    python bench/server_fanout.py [--clients 100] [--seconds 20] [--writes-per-s 200]
+    python bench/server_fanout.py [--clients 100] [--seconds 20] [--writes-per-s 200] [--rerun]
 
 The sync server runs in its own process (so its CPU can be read from /proc); the clients and the
 writer run here on asyncio with httpx / httpx-sse. Each client desires 10 of 20 distinct live
@@ -12,7 +12,14 @@ Write-to-client latency of a poke = its arrival time minus the send time of the 
 carries (the first version after the client's previous poke). Baseline, same run, same clients:
 a raw sse-starlette app that streams one pre-encoded event of the same size as an average poke
 as fast as the connections take it — the fan-out ceiling. ``delivered_ratio`` is our delivered
-events/s over that ceiling.
+events/s over that ceiling. At 200 writes/s the workload itself bounds it: a commit changes the
+queries of ~60% of the clients (``pokes_per_client_version``), so at most ``versions/s x clients
+x that`` events exist to deliver. A saturation phase follows (writers offer far more than the
+server commits, closed loop): ``saturated_events_per_s`` is what the server can deliver.
+
+The server reports its share of the latency (``server_commit_to_send_*``: a step's oldest
+commit to its pokes handed to the event loop) when it stops; the writers report their POST
+round trips. ``--rerun`` serves with the re-run maintainer (``server_fanout_rerun.json``).
 """
 
 from __future__ import annotations
@@ -281,7 +288,9 @@ def _write_process(url: str, rate: int, seconds: float, out: str) -> None:
     ))
 
 
-async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int) -> dict[str, Any]:
+async def _run_ours(
+    url: str, clients: int, seconds: float, rate: int, pid: int, saturate: int
+) -> dict[str, Any]:
     from queryplanner import Schema
 
     await _add_queries(url, clients, Schema.load(SCHEMA_PATH))
@@ -301,6 +310,21 @@ async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int)
     stats.measuring = False
     cpu1, t1 = _cpu_seconds(pid), time.perf_counter()
     await asyncio.to_thread(writer.wait, 60)
+    events, seen = stats.events, list(stats.seen)
+    # Saturation: the same clients while the writers offer far more than the server commits,
+    # so every step touches most clients: the delivered events/s the server can sustain.
+    sat_out = out.with_name(out.name + ".sat")
+    writer = _spawn(["--writer", url, str(saturate), "10", str(sat_out)])
+    await asyncio.sleep(2)
+    stats.measuring = True
+    cpu2, t2 = _cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(6)
+    stats.measuring = False
+    cpu3, t3 = _cpu_seconds(pid), time.perf_counter()
+    await asyncio.to_thread(writer.wait, 60)
+    sat_events = stats.events - events
+    sat_out.unlink(missing_ok=True)
+    stats.events, stats.seen = events, seen
     stop.set()
     for t in tasks:
         t.cancel()
@@ -308,7 +332,9 @@ async def _run_ours(url: str, clients: int, seconds: float, rate: int, pid: int)
     written = orjson.loads(out.read_bytes())
     out.unlink(missing_ok=True)
     sent_at = {int(k): v for k, v in written["sent_at"].items()}
-    return {"stats": stats, "elapsed": t1 - t0, "cpu": (cpu1 - cpu0) / (t1 - t0),
+    return {"saturated_events_per_s": sat_events / (t3 - t2),
+            "saturated_cpu": (cpu3 - cpu2) / (t3 - t2),
+            "stats": stats, "elapsed": t1 - t0, "cpu": (cpu1 - cpu0) / (t1 - t0),
             "writes_per_s": written["rows"] / written["elapsed"],
             "versions": len(sent_at), "write_seconds": written["elapsed"],
             "rtt_ms": written["rtt_ms"], "latencies": stats.latencies_ms(sent_at)}
@@ -335,6 +361,8 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--writes-per-s", type=int, default=200)
+    p.add_argument("--saturate-writes-per-s", type=int, default=2000,
+                   help="offered rate of the saturation phase (more than the server commits)")
     p.add_argument("--rerun", action="store_true",
                    help="serve with the re-run maintainer (the previous live-change path)")
     p.add_argument("--serve", nargs=4, metavar=("PORT", "DB", "OUT", "INCREMENTAL"))
@@ -361,7 +389,8 @@ def main() -> None:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_up(url + "/schema", proc)
-        ours = asyncio.run(_run_ours(url, args.clients, args.seconds, args.writes_per_s, proc.pid))
+        ours = asyncio.run(_run_ours(url, args.clients, args.seconds, args.writes_per_s,
+                                     proc.pid, args.saturate_writes_per_s))
     finally:
         _stop(proc)
         tmp.unlink(missing_ok=True)
@@ -394,6 +423,7 @@ def main() -> None:
                     "distinct_queries": PROJECTS, "writes_per_s": args.writes_per_s,
                     "seconds": args.seconds, "issues": ISSUES, "avg_poke_bytes": avg_size,
                     "maintainer": "rerun" if args.rerun else "incremental",
+                    "saturate_writes_per_s": args.saturate_writes_per_s,
                     "load_avg_1m_before": round(load_before, 2),
                     "load_avg_1m_after": round(os.getloadavg()[0], 2)},
         metrics={
@@ -411,6 +441,12 @@ def main() -> None:
             "write_rtt_p50_ms": Metric(percentile(rtt, 50), "ms"),
             "write_rtt_p99_ms": Metric(percentile(rtt, 99), "ms"),
             "versions_per_s": Metric(versions_per_s, "versions/s"),
+            # Saturation phase (writers offer --saturate-writes-per-s): the server's capacity.
+            "saturated_events_per_s": Metric(ours["saturated_events_per_s"], "events/s"),
+            "saturated_delivered_ratio": Metric(
+                ours["saturated_events_per_s"] / ceiling if ceiling else 0.0, "ratio"
+            ),
+            "saturated_server_cpu_cores": Metric(ours["saturated_cpu"], "cores"),
             # Of the pokes the commits could cause (one per client per version), the share the
             # workload's changes make: what bounds events_per_s whatever the server's speed.
             "pokes_per_client_version": Metric(

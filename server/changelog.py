@@ -7,9 +7,10 @@ as one ``load`` change without a key (the whole table may have changed).
 
 The log keeps the newest batches within a window of versions and bytes. ``since(v)`` answers
 the batches after ``v``, or None when the window no longer reaches back to ``v``: the caller
-must then reset instead of resuming. The writer appends under ``lock`` together with its
-COMMIT, so a reader that takes the lock to read the current version sees exactly the batches
-up to that version.
+must then reset instead of resuming. The writer appends right after its COMMIT (not holding
+the lock across it, so readers never wait for the commit's disk write); a reader that opened a
+snapshot at version ``V`` (read from ``_qs_meta`` in its transaction) calls ``wait_for(V)``,
+which returns as soon as the log holds every batch up to ``V`` (microseconds later).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class ChangeBatch:
 class ChangeLog:
     def __init__(self, version: int, *, max_versions: int = 10_000, max_bytes: int = 64 << 20):
         self.lock = threading.Lock()
+        self._appended = threading.Condition(self.lock)
         self._batches: deque[ChangeBatch] = deque()
         self._bytes = 0
         self._max_versions = max_versions
@@ -72,8 +74,18 @@ class ChangeLog:
         # The log reaches back to ``floor``: every batch after it is held.
         self.floor = version
 
+    def wait_for(self, version: int, timeout: float = 10.0) -> bool:
+        """Wait until every batch up to ``version`` (committed) is in the log."""
+        with self._appended:
+            return self._appended.wait_for(lambda: self.version >= version, timeout)
+
     def append(self, batch: ChangeBatch) -> None:
-        """Record a committed batch; call with ``lock`` held, right after COMMIT."""
+        """Record a committed batch, right after its COMMIT."""
+        with self._appended:
+            self._append(batch)
+            self._appended.notify_all()
+
+    def _append(self, batch: ChangeBatch) -> None:
         self._batches.append(batch)
         self._bytes += batch.size()
         self.version = batch.version

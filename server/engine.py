@@ -202,19 +202,21 @@ class SyncEngine:
             self._expire({})  # a periodic wake-up with nothing to send: no snapshot needed
             return
         cur = self.db.cursor()
-        with self.store.log.lock:
-            # The writer commits and appends to the log under this lock: the snapshot opened
-            # here holds exactly the batches up to the log's version.
-            cur.execute("BEGIN")
-            cur.execute("SELECT 1 FROM _qs_meta LIMIT 0")  # DuckDB snapshots at the first read
-            version = self.store.log.version
+        cur.execute("BEGIN")
+        row = cur.execute("SELECT v FROM _qs_meta WHERE k = 'version'").fetchone()
+        version = int(row[0]) if row else 0
+        # The writer appends a batch to the log right after committing it: wait for that, so
+        # the log holds exactly the batches up to the snapshot.
+        if not self.store.log.wait_for(version):
+            cur.execute("COMMIT")
+            raise RuntimeError(f"The change log did not reach version {version}.")
         try:
             self.maintainer.begin(cur, version)
             self._advance(cur, version, commands)
         finally:
-            cur.execute("COMMIT")
             self._fragments.clear()
-            self._flush()
+            self._flush()  # the pokes go out before the read transaction ends
+            cur.execute("COMMIT")
             if self._oldest_commit is not None:
                 self.send_ms.append((time.monotonic() - self._oldest_commit) * 1000)
                 self._oldest_commit = None

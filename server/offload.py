@@ -63,9 +63,8 @@ def run_query(
 ) -> tuple[int, list[dict[str, Any]]]:
     """On a reader thread: (version, wire rows) of ``query`` in one snapshot."""
     cur = srv.db.cursor()
-    with srv.store.log.lock:
-        cur.execute("BEGIN")
-        row = cur.execute("SELECT v FROM _qs_meta WHERE k = 'version'").fetchone()
+    cur.execute("BEGIN")
+    row = cur.execute("SELECT v FROM _qs_meta WHERE k = 'version'").fetchone()
     try:
         version = int(row[0]) if row else 0
         full = srv.schema

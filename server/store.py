@@ -133,9 +133,8 @@ class Store:
 
     def _commit(self, cur: duckdb.DuckDBPyConnection, batch: ChangeBatch) -> None:
         cur.execute("UPDATE _qs_meta SET v = ? WHERE k = 'version'", [batch.version])
-        with self.log.lock:
-            cur.execute("COMMIT")
-            self.log.append(batch)
+        cur.execute("COMMIT")
+        self.log.append(batch)
         if self.on_commit is not None:
             self.on_commit(batch)
 
