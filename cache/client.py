@@ -50,19 +50,21 @@ from queryplanner.protocol import (
 )
 
 from .budget import Budget, Usage
+from .coalesce import merge_pokes
 from .errors import ClientClosed, SchemaVersionError, ServerError
 from .live import ConnectionState, LiveQuery, Snapshot, identity_columns
 from .local import LocalState, PokeOutcome
 from .locking import locked as _locked
 from .routing import Route, route
 from .store import LocalStore
-from .transport import Transport, backoff_delay
+from .transport import StreamEvent, Transport, backoff_delay
 from .writes import Writes
 
 log = logging.getLogger("querysync.cache")
 
 DEFAULT_BUDGET = 100 * 2**20
 PARTIAL_EMIT_INTERVAL = 0.25  # seconds between snapshots of a query still hydrating
+STREAM_QUEUE = 32  # events received ahead of the one being applied (then merged)
 
 
 class BudgetWarning(UserWarning):
@@ -172,15 +174,14 @@ class Client(Writes):
             try:
                 with self.local.lock:
                     cursor = self.store.get_meta("cursor")
-                async for ev in transport.sync_stream(self.client_id, cursor):
-                    if isinstance(ev.event, Hello):
-                        attempt = 0
-                    await self._on_event(ev.event, ev.id)
+                await self._read_stream(transport, cursor)
             except SchemaVersionError as exc:
                 self._update_needed(exc)
                 return
             except (httpx.HTTPError, ServerError) as exc:
                 log.info("sync stream dropped: %s", exc)
+            if self._online.is_set():
+                attempt = 0  # the stream was up (hello): start the backoff over
             self._online.clear()
             self.local.rows.online = False
             if self._closed:
@@ -191,6 +192,54 @@ class Client(Writes):
             )
             attempt += 1
             self.reconnects += 1
+
+    async def _read_stream(self, transport: Transport, cursor: str | None) -> None:
+        """Read the stream while earlier events are applied: the next poke is received and
+        parsed while the worker applies the previous one. One consumer applies the events in
+        order; when the stream ends, what was received is applied before this returns (so the
+        stored cursor is the last event applied when the client reconnects)."""
+        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(maxsize=STREAM_QUEUE)
+        consumer = asyncio.create_task(self._consume(queue))
+        try:
+            async for ev in transport.sync_stream(self.client_id, cursor):
+                if consumer.done():
+                    break  # it failed; its exception is raised below
+                await queue.put(ev)
+        except asyncio.CancelledError:
+            consumer.cancel()
+            raise
+        except BaseException:
+            await self._drain(queue, consumer)
+            raise
+        await self._drain(queue, consumer)
+
+    async def _consume(self, queue: asyncio.Queue[StreamEvent | None]) -> None:
+        """Apply events in order; pokes already waiting behind a poke are merged into it."""
+        ahead: list[StreamEvent | None] = []
+        while True:
+            ev = ahead.pop(0) if ahead else await queue.get()
+            if ev is None:
+                return
+            if not isinstance(ev.event, Poke):
+                await self._on_event(ev.event, ev.id)
+                continue
+            burst = [ev]
+            while not ahead and not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is not None and isinstance(nxt.event, Poke):
+                    burst.append(nxt)
+                else:
+                    ahead.append(nxt)
+            pokes = [b.event for b in burst if isinstance(b.event, Poke)]
+            await self._on_event(merge_pokes(self.schema, pokes), burst[-1].id)
+
+    @staticmethod
+    async def _drain(
+        queue: asyncio.Queue[StreamEvent | None], consumer: asyncio.Task[None]
+    ) -> None:
+        if not consumer.done():
+            await queue.put(None)
+        await consumer
 
     def _update_needed(self, exc: SchemaVersionError) -> None:
         self.update_error = exc
