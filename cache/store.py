@@ -32,7 +32,7 @@ import duckdb
 import orjson
 
 from queryplanner import ColumnType, Schema, Table
-from queryplanner.sql import create_table_sql
+from queryplanner.sql import DUCKDB_SETUP, create_table_sql
 
 from .batch import VERSION_COLUMN, RowBatch, key_table
 from .errors import StoreError
@@ -58,6 +58,8 @@ class LocalStore:
         self.path = path
         try:
             self.con = duckdb.connect(path or ":memory:")
+            for statement in DUCKDB_SETUP:  # works around a DuckDB bug that loses rows
+                self.con.execute(statement)
         except duckdb.Error as exc:
             raise StoreError(f"Cannot open the local store at {path!r}: {exc}") from None
         self._inserts = {t.name: self._insert_sql(t) for t in schema.tables}
