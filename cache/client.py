@@ -86,6 +86,7 @@ class Client(Writes):
         backoff_base: float = 0.05,
         backoff_cap: float = 5.0,
         expiry_interval: float = 1.0,
+        incremental: bool = True,
     ) -> None:
         self.url = url
         self.schema = schema
@@ -104,6 +105,10 @@ class Client(Writes):
         self.update_error: SchemaVersionError | None = None
         self.stale_outbox = self.store.opened.stale_outbox
         self._lives: dict[str, LiveQuery] = {}
+        # Live queries answered locally but not (yet) maintained by the incremental engine:
+        # hydrating ones, shapes it cannot maintain, or all of them with incremental=False.
+        self._incremental = incremental
+        self._rerun: set[str] = set()
         self._pins: Counter[str] = Counter()
         self._demoted: set[str] = set()
         self._futures: dict[int, asyncio.Future[MutationResult]] = {}
@@ -284,6 +289,10 @@ class Client(Writes):
     @_locked
     def _on_reset(self) -> None:
         self.local.apply_reset()
+        for live in self._lives.values():
+            if live.mode == "sync":  # hydrating again: re-run (throttled) until complete
+                self._unwatch(live.qid)
+                self._rerun.add(live.qid)
         self._refresh(None)
 
     def _apply_poke(self, poke: Poke, event_id: str | None) -> PokeOutcome:
@@ -320,7 +329,7 @@ class Client(Writes):
         expired = [q for q in self.budget.expired() if q not in self._pins]
         if not expired:
             return []
-        with self.store.transaction():
+        with self.local.transaction():
             self.local.drop_desired(expired)
         log.info("dropped %d expired queries: %s", len(expired), ", ".join(expired))
         self._spawn(self._declare([], expired))
@@ -332,6 +341,7 @@ class Client(Writes):
         self.local.drop_desired([event.query_id])
         live = self._lives.pop(event.query_id, None)
         if live is not None:
+            self._unwatch(live.qid)
             live.fail(ServerError(422, event.error.code, event.error.message))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -403,6 +413,8 @@ class Client(Writes):
         r = self._route(query)
         live = LiveQuery(query, query.id, r.mode, r.relies_on, explanation=r.explanation)
         self._lives[live.qid] = live
+        if live.mode != "server":
+            self._rerun.add(live.qid)
         self._start_mode(live, ttl)
         return live
 
@@ -435,6 +447,7 @@ class Client(Writes):
         if live.observers or self._lives.get(live.qid) is not live:
             return
         del self._lives[live.qid]
+        self._unwatch(live.qid)
         if live.task is not None:
             live.task.cancel()
         self._demoted.discard(live.qid)
@@ -457,7 +470,24 @@ class Client(Writes):
                 self.budget.unpin(qid)
 
     @_locked
+    def _watch(self, live: LiveQuery) -> None:
+        """Hand a locally answered, complete live query to the incremental engine."""
+        if (
+            self._incremental
+            and live.qid in self._rerun
+            and not self._hydrating(live)
+            and self.local.live.watch(live.qid, live.query)
+        ):
+            self._rerun.discard(live.qid)
+
+    @_locked
+    def _unwatch(self, qid: str) -> None:
+        self._rerun.discard(qid)
+        self.local.live.unwatch(qid)
+
+    @_locked
     def _emit_local(self, live: LiveQuery) -> None:
+        self._watch(live)
         d = self.local.desired.get(live.qid)
         complete = live.mode == "local" or (d is not None and d.complete_at is not None)
         for qid in live.relies_on:
@@ -469,10 +499,21 @@ class Client(Writes):
 
     @_locked
     def _refresh(self, tables: set[str] | None, completed: Collection[str] = ()) -> None:
-        for live in list(self._lives.values()):
+        """Emit what the last write changed: the watched queries the engine reports changed
+        (the others cost nothing), and the re-run ones that read a written table."""
+        changed = self.local.live.take_changed()
+        if tables is None:
+            lives = list(self._lives.values())
+        else:
+            qids = changed | self._rerun | set(completed)
+            lives = [self._lives[q] for q in sorted(qids) if q in self._lives]
+        for live in lives:
             if live.mode == "server":
                 continue
-            if tables is None or live.qid in completed or _reads(live, self.local, tables):
+            if live.qid in self.local.live:
+                if tables is None or live.qid in changed or live.qid in completed:
+                    self._emit_local(live)
+            elif tables is None or live.qid in completed or _reads(live, self.local, tables):
                 if live.qid not in completed and self._hydrating(live):
                     self._emit_later(live)
                 else:
@@ -504,7 +545,7 @@ class Client(Writes):
 
     @_locked
     def _enforce_after_admit(self) -> None:
-        with self.store.transaction():
+        with self.local.transaction():
             demoted = self.local._enforce_budget()
         if demoted:
             self._demote(demoted)
@@ -529,6 +570,7 @@ class Client(Writes):
                     if self._pins[qid] <= 0:
                         del self._pins[qid]
                 live.mode, live.relies_on = "server", ()
+                self._unwatch(live.qid)
                 live.task = asyncio.ensure_future(self._offload(live))
         self._publish_usage(warning=msg)
 
@@ -593,7 +635,7 @@ class Client(Writes):
 
 
 def _reads(live: LiveQuery, local: LocalState, tables: set[str]) -> bool:
-    from .local import query_tables
+    from .tables import query_tables
 
     return bool(query_tables(local.schema, live.query) & tables)
 

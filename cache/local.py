@@ -12,13 +12,17 @@
   pinned queries are *demoted*: their rows leave the store and the client serves them from the
   server). So ``bytes_held <= budget_bytes`` holds at every commit.
 - The optimistic pending layer is ``cache.pending.PendingLayer``.
-- ``run`` keeps hot answers in memory while the tables they read are unchanged.
+- Live subscriptions answered locally are maintained by the incremental engine
+  (``cache.live_engine``): every ``transaction()`` pushes the store's recorded row changes
+  through it after the commit. ``run`` answers a watched query from the engine and keeps other
+  hot answers in memory while the tables they read are unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,16 +33,18 @@ from queryplanner import ColumnType, Query, Schema, Table, parse_query
 from queryplanner.coverage import CompleteQuery
 from queryplanner.coverage_index import CoverageIndex
 from queryplanner.protocol import Poke
-from queryplanner.query import Exists, Not, to_json
+from queryplanner.query import to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
 from queryplanner.wire import decode_key, decode_value, encode_row
 
 from .batch import RowBatch
 from .budget import Budget, RowId
+from .live_engine import LiveEngine
 from .membership import Changed, Membership
 from .pending import Pending, PendingLayer, wire_with_version
 from .routing import StoreRows
 from .store import LocalStore
+from .tables import query_tables
 
 ANSWER_CACHE_ROWS = 50_000
 
@@ -65,40 +71,6 @@ class PokeOutcome:
     tables: set[str] = field(default_factory=set)
 
 
-def query_tables(schema: Schema, query: Query) -> frozenset[str]:
-    """Every table a query's result reads: its own, related targets, junctions, EXISTS targets."""
-    out: set[str] = set()
-
-    def visit(table: str, q: Query) -> None:
-        out.add(table)
-        t = schema.table(table)
-        _exists_tables(schema, t, q.where, out)
-        for rel in q.related:
-            r = t.relationship(rel.relationship)
-            if r.through is not None:
-                out.add(r.through.table)
-            visit(r.target, rel.query)
-
-    visit(query.table, query)
-    return frozenset(out)
-
-
-def _exists_tables(schema: Schema, t: Table, cond: Any, out: set[str]) -> None:
-    if cond is None:
-        return
-    if isinstance(cond, Exists):
-        r = t.relationship(cond.relationship)
-        out.add(r.target)
-        if r.through is not None:
-            out.add(r.through.table)
-        _exists_tables(schema, schema.table(r.target), cond.where, out)
-    elif isinstance(cond, Not):
-        _exists_tables(schema, t, cond.term, out)
-    else:
-        for term in getattr(cond, "terms", ()):
-            _exists_tables(schema, t, term, out)
-
-
 class LocalState(PendingLayer):
     def __init__(self, schema: Schema, store: LocalStore, budget: Budget) -> None:
         self.schema = schema
@@ -109,6 +81,7 @@ class LocalState(PendingLayer):
         self.shadow: dict[RowId, dict[str, Any] | None] = {}
         self.index = CoverageIndex(schema)
         self.membership = Membership(schema, store, budget)
+        self.live = LiveEngine(schema, store)
         # Held by whoever uses the store and the budget (the client's worker thread while it
         # applies a version, the event loop otherwise).
         self.lock = threading.RLock()
@@ -133,6 +106,8 @@ class LocalState(PendingLayer):
         query reads has been written since; callers must not mutate the rows they get.
         """
         qid = query.id
+        if qid in self.live:
+            return list(self.live.rows(qid))
         gens = self.store.generation
         hit = self.answers.get(qid)
         if hit is not None and all(gens[t] == g for t, g in hit[0]):
@@ -157,6 +132,17 @@ class LocalState(PendingLayer):
             by_path[rs.key] = [encode_row(t, r) for r in self.store.select(rs.sql, rs.params)]
         nested = nest_rows(query, self.schema, by_path)
         return [dict(r) for r in nested]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One store transaction; after its commit the watched subscriptions follow it."""
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self.store.journal.invalidate()  # what it recorded was rolled back
+            raise
+        self.live.flush()
 
     def members(self, query: Query) -> set[RowId]:
         """The identities of every row the query's local result holds (children included)."""
@@ -237,7 +223,7 @@ class LocalState(PendingLayer):
         extra = sum(s - self.budget.size_of(rid) for rid, s in sizes.items()) - sum(
             self.budget.size_of(rid) for ids in dels.values() for rid in ids
         )
-        with self.store.transaction():
+        with self.transaction():
             self._lift_pending()
             self.collect_garbage()
             out.evicted = self.budget.make_room(extra)
@@ -305,7 +291,7 @@ class LocalState(PendingLayer):
 
     def apply_reset(self) -> None:
         """Protocol ``reset``: every server-derived row goes; pending writes stay on top."""
-        with self.store.transaction():
+        with self.transaction():
             self._lift_pending()
             self.store.clear()
             self.budget.drop_rows(list(self.budget.rows()))
@@ -323,7 +309,7 @@ class LocalState(PendingLayer):
         """After a restart: the server rows under the persisted shadow, the budget's record of
         every stored row, the desired queries, then the outbox laid back on top."""
         raw = self.store.get_meta("shadow")
-        with self.store.transaction():
+        with self.transaction():
             if raw:
                 for table, key, row in orjson.loads(raw):
                     self.shadow[self.row_id(self.schema.table(table), key)] = row

@@ -11,6 +11,7 @@ the held row from the shadow.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class PendingLayer:
     shadow: dict[RowId, dict[str, Any] | None]
     row_id: Callable[[Table, Any], RowId]
     _refresh_members: Callable[[Changed], None]
+    transaction: Callable[[], AbstractContextManager[None]]
 
     def save_shadow(self) -> None:
         self.store.set_meta("shadow", self._shadow_doc())
@@ -65,7 +67,7 @@ class PendingLayer:
         ]
 
     def add_pending(self, body: dict[str, Any]) -> None:
-        with self.store.transaction():
+        with self.transaction():
             self.pending.append(Pending(body))
             changed: dict[str, set[tuple[Any, ...]]] = {}
             self._apply_mutation(body, changed)
@@ -74,7 +76,7 @@ class PendingLayer:
 
     def settle(self, decided: Mapping[int, int | None]) -> None:
         """Mutation outcomes from a ``/mutate`` answer: id -> version (None when rejected)."""
-        with self.store.transaction():
+        with self.transaction():
             self._lift_pending()
             for p in self.pending:
                 if p.id in decided:

@@ -36,6 +36,7 @@ from queryplanner.sql import DUCKDB_SETUP, create_table_sql
 
 from .batch import VERSION_COLUMN, RowBatch, key_table
 from .errors import StoreError
+from .journal import Journal
 
 log = logging.getLogger("querysync.cache")
 
@@ -66,6 +67,12 @@ class LocalStore:
         # Bumped by every write to a table: answers computed from it are stale once it moves.
         self.generation: dict[str, int] = dict.fromkeys(schema.table_names, 0)
         self._deletes = {t.name: self._delete_sql(t, "_qs_batch") for t in schema.tables}
+        # Row images of writes to watched tables, for the incremental engine (cache.journal).
+        self.journal = Journal(schema)
+        self._returning = {
+            t.name: " RETURNING " + ", ".join(f"{_q(t.name)}.{_q(c)}" for c in t.column_names)
+            for t in schema.tables
+        }
         self.opened = self._open()
 
     # -- opening and schema upgrades -----------------------------------------------------
@@ -212,12 +219,22 @@ class LocalStore:
         self.con.register("_qs_batch", batch.arrow)
         try:
             self.generation[table] += 1
-            self.con.execute(self._deletes[table])
-            self.con.execute(self._inserts[table])
+            if self.journal.wants(table, batch.arrow.num_rows):
+                ret = self._returning[table]
+                old = self._images(self._deletes[table] + ret)
+                self.journal.put(table, old, self._images(self._inserts[table] + ret))
+            else:
+                self.con.execute(self._deletes[table])
+                self.con.execute(self._inserts[table])
         except duckdb.Error as exc:
             raise StoreError(f"Cannot store rows of table {table!r}: {exc}") from None
         finally:
             self.con.unregister("_qs_batch")
+
+    def _images(self, sql: str) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql)
+        names = [d[0] for d in cur.description or ()]
+        return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
 
     def delete_keys(self, table: str, keys: Iterable[Sequence[Any]]) -> None:
         """Delete rows by primary key as one statement."""
@@ -228,12 +245,17 @@ class LocalStore:
         self.con.register("_qs_keys", key_table(t, key_list))
         try:
             self.generation[table] += 1
-            self.con.execute(self._delete_sql(t, "_qs_keys"))
+            sql = self._delete_sql(t, "_qs_keys")
+            if self.journal.wants(table, len(key_list)):
+                self.journal.delete(table, self._images(sql + self._returning[table]))
+            else:
+                self.con.execute(sql)
         finally:
             self.con.unregister("_qs_keys")
 
     def clear(self) -> None:
         """Drop every server-derived row (a protocol ``reset``)."""
+        self.journal.mark_bulk(self.schema.table_names)
         for t in self.schema.tables:
             self.generation[t.name] += 1
             self.con.execute(f"DELETE FROM {_q(t.name)}")
