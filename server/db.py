@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from queryplanner.sql import DUCKDB_SETUP
+
 T = TypeVar("T")
 
 
@@ -24,6 +26,8 @@ class Database:
     def __init__(self, path: str, *, readers: int = 2) -> None:
         self.path = path
         self._conn = duckdb.connect(path)
+        for statement in DUCKDB_SETUP:  # works around a DuckDB bug; cursors inherit it
+            self._conn.execute(statement)
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
