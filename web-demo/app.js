@@ -9,7 +9,11 @@ const PRIORITIES = ["No priority", "Urgent", "High", "Medium", "Low"];
 const ROW_H = 36;
 const PAGE = 500;
 const params = new URLSearchParams(location.search);
-const PRELOAD = params.has("preload") ? Number(params.get("preload")) : null;
+// ?preload=N preloads the newest N issues, ?preload=off nothing; ?budget=BYTES sets the local
+// store's byte budget (the eviction test runs with a small one).
+const PRELOAD_OFF = params.get("preload") === "off";
+const PRELOAD = params.has("preload") && !PRELOAD_OFF ? Number(params.get("preload")) : null;
+const BUDGET = params.has("budget") ? Number(params.get("budget")) : undefined;
 const PRELOAD_ALL_UP_TO = 150_000; // issues; about 60 MB in the store, within the 100 MB budget
 const MAX_LIMIT = 10_000; // the server's largest limit
 const $ = (sel) => document.querySelector(sel);
@@ -31,6 +35,11 @@ const state = {
 const lookups = { user: new Map(), label: new Map(), project: new Map() };
 window.demo = { state, renders: [] };
 
+function formatBytes(n) {
+  // "100 MB", "3.2 MB", "512.3 KB": no trailing ".0"
+  if (n >= 2 ** 20) return `${Number((n / 2 ** 20).toFixed(1))} MB`;
+  return `${Number((n / 2 ** 10).toFixed(1))} KB`;
+}
 function formatDate(ts) { return ts ? ts.slice(0, 10) : ""; }
 function now() { return new Date().toISOString().slice(0, 23); }
 function newId() { return Date.now() * 1000 + Math.floor(Math.random() * 1000); }
@@ -192,7 +201,7 @@ function renderCache() {
   const snap = state.snapshot;
   pane.replaceChildren(
     el("h2", {}, "Cache"),
-    el("div", {}, `${(u.bytes / 2 ** 20).toFixed(1)} MB of ${(u.budgetBytes / 2 ** 20).toFixed(0)} MB used${u.overBudget ? " — the active queries alone exceed the budget" : ""} · ${u.pending} pending write(s)`),
+    el("div", { class: "usage" }, `${formatBytes(u.bytes)} of ${formatBytes(u.budgetBytes)} used${u.overBudget ? " — the active queries alone exceed the budget" : ""} · ${u.pending} pending write(s) · ${u.evictions} quer${u.evictions === 1 ? "y" : "ies"} evicted`),
     el("div", { class: "bar" }, el("div", { style: `width:${Math.min(100, (100 * u.bytes) / u.budgetBytes)}%` })),
     el("h2", {}, "Current view"),
     el("div", {}, snap ? `${snap.source === "local" ? "Answered locally" : snap.source === "server" ? "Answered by the server" : "Local partial answer, server completing"}: ${snap.explain?.reason ?? ""}` : ""),
@@ -260,7 +269,7 @@ function fillSelect(sel, rows, text) {
 performance.mark("app:modules");
 const schemaDoc = await (await fetch("app-schema.json")).json();
 performance.mark("app:schema");
-const client = new Client({ url: params.get("server") ?? "", schema: schemaDoc, name: params.get("db") ?? "querysync-demo" });
+const client = new Client({ url: params.get("server") ?? "", schema: schemaDoc, name: params.get("db") ?? "querysync-demo", budgetBytes: BUDGET });
 window.demo.client = client;
 client.onState((s, err) => {
   const c = $("#conn");
@@ -287,9 +296,9 @@ for (const [tableName, sel, text] of [["user", "#f-assignee", (r) => r.name], ["
 // comfortably (Linear's way), else the newest window the server allows (?preload=N forces one).
 // Only once the first view is complete: the server hydrates what is declared together in one
 // poke, and the first list must not wait for the whole table.
-let preloaded = false;
+let preloaded = PRELOAD_OFF;
 await firstViewComplete;
-client.subscribe({ table: "issue_label" }, () => {}, { rows: false });
+if (!PRELOAD_OFF) client.subscribe({ table: "issue_label" }, () => {}, { rows: false });
 const total = client.subscribe({ table: "issue", aggregate: { measures: { n: { fn: "count" } } } }, (snap) => {
   if (preloaded || !snap.complete) return;
   preloaded = true;

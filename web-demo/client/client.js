@@ -71,6 +71,7 @@ export class Client {
     this.pokes = [];
     this.inbox = []; // stream events waiting for a large poke to be applied
     this.draining = false;
+    this.evictions = []; // the last evictions, oldest first: {t, id, bytes after}
   }
 
   // -- lifecycle -------------------------------------------------------------------------
@@ -285,6 +286,8 @@ export class Client {
     this.store.setPending(this.outbox);
     const evicted = this.store.enforceBudget();
     if (evicted.length) {
+      for (const e of evicted) this.evictions.push({ t: performance.now(), id: e, bytes: this.store.bytes });
+      if (this.evictions.length > 200) this.evictions.splice(0, this.evictions.length - 200);
       this.generation++;
       this.post("/queries", { add: [], remove: evicted }).catch(() => {});
     }
@@ -416,6 +419,7 @@ export class Client {
       budgetBytes: this.store.budgetBytes,
       overBudget: this.store.overBudget,
       pending: this.outbox.length,
+      evictions: this.evictions.length,
       queries: [...this.store.queries.values()].map((e) => ({ id: e.id, table: e.query.table, query: e.wire, complete: e.complete, active: e.active > 0, version: e.version })),
     };
   }
