@@ -28,7 +28,9 @@ from queryplanner import ColumnType, Condition, Query, Schema, compile_predicate
 from queryplanner.ivm import Row, StoreRelated
 from queryplanner.sql import compile_select
 
-_CACHE_MAX = 50_000  # cached answers per snapshot before the cache starts over
+_CACHE_MAX = 400_000  # cached answers per snapshot before the cache starts over (a hydration
+# of a whole table prefetches one answer per row)
+_CHUNK = 5_000  # values per batched lookup query
 
 
 def q(name: str) -> str:
@@ -99,6 +101,44 @@ class DuckStore:
             self._lookups[key] = hit
         return hit
 
+    def lookup_many(
+        self, table: str, columns: tuple[str, ...], values: set[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], list[Row]]:
+        """``lookup`` for many values in one query per chunk; the answers are cached."""
+        out: dict[tuple[Any, ...], list[Row]] = {}
+        missing = []
+        for v in values:
+            hit = self._lookups.get((table, columns, v))
+            if hit is None:
+                missing.append(v)
+            else:
+                out[v] = hit
+        if len(columns) != 1:  # rare (composite links): one lookup each
+            for v in missing:
+                out[v] = self.lookup(table, columns, v)
+            return out
+        t = self.internal.table(table)
+        cols = ", ".join(q(c) for c in t.column_names)
+        col = columns[0]
+        for i in range(0, len(missing), _CHUNK):
+            chunk = missing[i : i + _CHUNK]
+            found: dict[tuple[Any, ...], list[Row]] = {v: [] for v in chunk}
+            sql = f"SELECT {cols} FROM {q(table)} WHERE {q(col)} IN (SELECT unnest(?))"
+            for row in self._run(table, sql, [[v[0] for v in chunk]]):
+                got = found.get((row[col],))
+                if got is None:  # a value that does not compare equal in Python: no cache
+                    found = {}
+                    break
+                got.append(row)
+            if not found:
+                continue
+            if len(self._lookups) + len(found) > _CACHE_MAX:
+                self._lookups.clear()
+            for v, rows in found.items():
+                self._lookups[(table, columns, v)] = rows
+            out.update(found)
+        return out
+
 
 class ScopedStore:
     """One engine's ``Store``: the shared snapshot under the rules of junction tables."""
@@ -121,6 +161,15 @@ class ScopedStore:
         rows = self.base.lookup(table, columns, values)
         test = self._tests.get(table)
         return rows if test is None else [r for r in rows if test(r)]
+
+    def lookup_many(
+        self, table: str, columns: tuple[str, ...], values: set[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], list[Row]]:
+        found = self.base.lookup_many(table, columns, values)
+        test = self._tests.get(table)
+        if test is None:
+            return found
+        return {v: [r for r in rows if test(r)] for v, rows in found.items()}
 
 
 def junction_tables(schema: Schema) -> frozenset[str]:

@@ -53,6 +53,34 @@ def related_rows(store: Store, rel: Relationship, row: Row) -> list[Row]:
     return out
 
 
+def prefetch_related(store: Store, rel: Relationship, rows: Iterable[Row]) -> None:
+    """Warm ``store`` for ``related_rows(store, rel, row)`` of every row in ``rows``.
+
+    A hydration opens one child window per parent row; without this each one is a store
+    lookup (a DuckDB query of its own). A store with ``lookup_many(table, columns, values)``
+    answers them all in one query per table; other stores are left alone.
+    """
+    many = getattr(store, "lookup_many", None)
+    if many is None:
+        return
+    vals = {v for r in rows if (v := values_of(r, rel.source_columns)) is not None}
+    if not vals:
+        return
+    if rel.through is None:
+        many(rel.target, rel.target_columns, vals)
+        return
+    junction = many(rel.through.table, rel.through.source_columns, vals)
+    through = rel.through
+    tvals = {
+        v
+        for found in junction.values()
+        for j in found
+        if (v := values_of(j, through.target_columns)) is not None
+    }
+    if tvals:
+        many(rel.target, rel.target_columns, tvals)
+
+
 def is_linked(store: Store, rel: Relationship, source: Row, target: Row) -> bool:
     """True when ``target`` is one of ``related_rows(store, rel, source)``."""
     svals = values_of(source, rel.source_columns)

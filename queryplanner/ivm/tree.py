@@ -20,7 +20,7 @@ from ..predicate import SortKey, compile_predicate, compile_sort_key, compile_st
 from ..query import Query, Start
 from ..schema import Relationship, Schema
 from .changes import Delta, Key, Path, Row
-from .store import Store, StoreRelated, is_linked, related_rows, values_of
+from .store import Store, StoreRelated, is_linked, prefetch_related, related_rows, values_of
 from .window import Window
 
 RelKey = tuple[str, str]  # (source table, relationship name)
@@ -131,6 +131,10 @@ class Node:
     def hydrate(self, rows: list[Row] | None = None) -> None:
         if rows is None:
             rows = self.fetch_children() if self.parent is not None else []
+        for level in self.level.children:
+            if level.rel is not None:
+                # One batched read per child table instead of one lookup per row.
+                prefetch_related(self.ctx.store, level.rel, rows)
         self.window.load(rows, self.emit)
 
     def rebuild(self) -> None:
