@@ -142,6 +142,7 @@ class SyncEngine:
         # the event loop (the server's share of write-to-client latency), recent steps only.
         self.send_ms: deque[float] = deque(maxlen=100_000)
         self._oldest_commit: float | None = None
+        self._between: Callable[[], None] = _nothing
 
     # -- lifecycle (event loop) ------------------------------------------------------------
 
@@ -254,7 +255,31 @@ class SyncEngine:
                     else:
                         builder(rec).mutations.extend(outcomes)
         self.version = version
+        # A new stream's hello must not wait for other clients' hydrations: attaches go first,
+        # and the ones that arrive during this step are served between subscriptions.
+        commands.sort(key=lambda c: not isinstance(c, Attach))
+        self._between = lambda: self._serve_attaches(cur, version, builder, events)
+        try:
+            self._commands_of_step(cur, version, commands, builder, builders, events)
+        finally:
+            self._between = _nothing
+        self._expire(events)
+        self._poke_all(version, builders, events)
+
+    def _commands_of_step(
+        self,
+        cur: Any,
+        version: int,
+        commands: list[Command],
+        builder: Callable[[ClientRecord], PokeBuilder],
+        builders: dict[str, PokeBuilder],
+        events: dict[str, list[Event]],
+    ) -> None:
+        attached = False
         for cmd in commands:
+            if not isinstance(cmd, Attach) and not attached:
+                attached = True
+                self._flush()  # the hellos (and replays) leave before any hydration work
             if isinstance(cmd, Attach):
                 self._attach(cur, cmd, version, builder, events)
             elif isinstance(cmd, SchemaChange):
@@ -269,7 +294,33 @@ class SyncEngine:
                     builders.pop(rec.client_id, None)
             else:
                 self._change_queries(cur, cmd, builder, events)
-        self._expire(events)
+
+    def _serve_attaches(
+        self,
+        cur: Any,
+        version: int,
+        builder: Callable[[ClientRecord], PokeBuilder],
+        events: dict[str, list[Event]],
+    ) -> None:
+        """Serve the attaches that arrived during this step now, and send their hellos.
+
+        Safe to take out of order: a later Detach names its outbox (it no longer matches), and
+        a later ChangeQueries of the client hydrates into the attached stream.
+        """
+        with self._lock:
+            if not any(isinstance(c, Attach) for c in self._commands):
+                return
+            attaches = [c for c in self._commands if isinstance(c, Attach)]
+            rest = [c for c in self._commands if not isinstance(c, Attach)]
+            self._commands.clear()
+            self._commands.extend(rest)
+        for cmd in attaches:
+            self._attach(cur, cmd, version, builder, events)
+        self._flush()
+
+    def _poke_all(
+        self, version: int, builders: dict[str, PokeBuilder], events: dict[str, list[Event]]
+    ) -> None:
         for cid in set(builders) | set(events):
             rec = self.records.get(cid)
             if rec is None:
@@ -440,6 +491,10 @@ class SyncEngine:
             key = (qid, scope)
             sub = self.subs.get(key)
             if sub is None:
+                self._between()  # a hydration may be long: streams opened meanwhile get hello
+                if self.records.get(rec.client_id) is not rec:
+                    return  # another user took this client id meanwhile: drop the rest
+                attached = rec.outbox is not None  # this client's own stream may be one
                 try:
                     sub = Subscription(key, query, self.schema, cmd.rules)
                     self.maintainer.add(cur, sub)
@@ -514,6 +569,10 @@ class SyncEngine:
             "attached": sum(1 for r in self.records.values() if r.outbox is not None),
             "steps": self.steps,
         }
+
+
+def _nothing() -> None:
+    pass
 
 
 def _run_all(calls: list[Outgoing]) -> None:
