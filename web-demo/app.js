@@ -172,7 +172,7 @@ function renderDetail(comments) {
   pane.replaceChildren(
     el("button", { class: "hclose", onclick: () => { pane.hidden = true; state.openId = null; } }, "Close"),
     el("div", { class: "id" }, `ISS-${issue.id}`),
-    el("input", { class: "title", value: issue.title, "data-field": "title", onchange: (e) => update(issue.id, { title: e.target.value }) }),
+    el("input", { class: "title", value: issue.title, title: issue.title, "data-field": "title", onchange: (e) => update(issue.id, { title: e.target.value }) }),
     el("div", { class: "fields" },
       el("span", {}, "Status"), select("status", STATUSES.map((s) => [s, STATUS_NAMES[s]]), issue.status),
       el("span", {}, "Priority"), select("priority", PRIORITIES.map((p, i) => [i, p]), issue.priority),
@@ -194,6 +194,13 @@ function renderDetail(comments) {
 
 // -- cache panel ------------------------------------------------------------------------
 
+function viewExplanation(snap) {
+  // The query's own server answer already says so in its reason; the others get a route.
+  if (snap.explain?.own) return `${snap.explain.reason[0].toUpperCase()}${snap.explain.reason.slice(1)}.`;
+  const route = snap.source === "local" ? "Answered locally" : snap.source === "server" ? "Answered by the server" : "Local partial answer, server completing";
+  return `${route}: ${snap.explain?.reason ?? ""}`;
+}
+
 function renderCache() {
   const pane = $("#cache");
   if (pane.hidden) return;
@@ -204,7 +211,7 @@ function renderCache() {
     el("div", { class: "usage" }, `${formatBytes(u.bytes)} of ${formatBytes(u.budgetBytes)} used${u.overBudget ? " — the active queries alone exceed the budget" : ""} · ${u.pending} pending write(s) · ${u.evictions} quer${u.evictions === 1 ? "y" : "ies"} evicted`),
     el("div", { class: "bar" }, el("div", { style: `width:${Math.min(100, (100 * u.bytes) / u.budgetBytes)}%` })),
     el("h2", {}, "Current view"),
-    el("div", {}, snap ? `${snap.source === "local" ? "Answered locally" : snap.source === "server" ? "Answered by the server" : "Local partial answer, server completing"}: ${snap.explain?.reason ?? ""}` : ""),
+    el("div", {}, snap ? viewExplanation(snap) : ""),
     el("h2", {}, `Cached queries (${u.queries.length})`),
     ...u.queries.map((q) => el("div", { class: "query" },
       el("b", {}, q.id), " ", el("span", { class: "state" }, `${q.complete ? "complete" : "hydrating"}${q.active ? " · active" : ""}${q.id === snap?.id ? " · this view" : ""}`),

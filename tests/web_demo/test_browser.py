@@ -140,7 +140,7 @@ def test_load_filter_sort_open_and_views(
     page.screenshot(path=artifacts / "board.png")
     page.click("#toggle-cache")
     page.wait_for_selector("#cache .query")
-    assert "MB of 100 MB used" in page.text_content("#cache")
+    assert " of 100 MB used" in page.text_content("#cache .usage")
     page.screenshot(path=artifacts / "cache.png")
     assert page.errors == []
 

@@ -168,24 +168,35 @@ export class Client {
     return [...this.store.queries.values()].map((e) => ({ id: e.id, query: e.wire, ...(e.ttl ? { ttl: e.ttl } : {}) }));
   }
 
-  /** Check the schema version and re-declare the desired queries, then open the stream. */
-  async connect() {
+  /**
+   * Open the stream and re-declare the desired queries at the same time. Every request checks
+   * the schema version (GET /sync too) and the server accepts `POST /queries` before the stream
+   * is open (docs/protocol.md), so waiting for one round trip before the other only delays the
+   * first rows. A 409 on the POST shows update-needed and closes the stream.
+   */
+  connect() {
     if (this.closed || this.state === "update-needed") return;
     const first = !this.connectedOnce; // startup timing marks, once (reconnects are not marked)
     if (first) performance.mark("client:connect");
-    try {
-      this.rejectQueries(await this.post("/queries", { add: this.desired(), remove: [] }));
-    } catch (err) {
-      if (err instanceof SchemaVersionError) return;
-      this.offline();
-      return;
-    }
-    if (first) performance.mark("client:declared");
     const params = new URLSearchParams({ clientId: this.clientId, schemaVersion: String(this.schema.version) });
     if (this.lastEventId !== null) params.set("lastEventId", String(this.lastEventId));
     if (this.token) params.set("token", this.token);
     const es = new EventSource(`${this.url}/sync?${params}`);
     this.es = es;
+    const desired = this.desired();
+    this.declared = new Set(desired.map((d) => d.id));
+    this.post("/queries", { add: desired, remove: [] }).then((answer) => {
+      if (first) performance.mark("client:declared");
+      this.rejectQueries(answer);
+    }, (err) => {
+      // A schema mismatch already shows update-needed. Otherwise the queries were not declared:
+      // drop the stream (when its own error has not already) and reconnect with backoff.
+      this.declared = new Set();
+      if (err instanceof SchemaVersionError || this.es !== es) return;
+      es.close();
+      this.es = null;
+      this.offline();
+    });
     const on = (name, fn) => es.addEventListener(name, (ev) => {
       if (this.es !== es) return;
       fn(JSON.parse(ev.data), ev);
@@ -226,8 +237,9 @@ export class Client {
     this.outbox = this.outbox.filter((m) => m.id > last || (m.version && m.version > this.store.version));
     for (const m of this.outbox) if (m.id <= last) m.sent = true;
     this.store.setPending(this.outbox);
-    // Declare every desired query again (some may have been added while connecting).
-    const desired = this.desired();
+    // Declare the desired queries the connect-time request did not (added while connecting).
+    const declared = this.declared ?? new Set();
+    const desired = this.desired().filter((d) => !declared.has(d.id));
     if (desired.length) this.post("/queries", { add: desired, remove: [] }).then((r) => this.rejectQueries(r), () => {});
     this.flush();
     this.changed();
@@ -497,10 +509,13 @@ export class Client {
     const queries = [...this.store.queries.values()].map(({ id, query, wire, complete, version, lastUsed, ttl }) => ({ id, query, wire, complete, version, lastUsed, ttl }));
     const outbox = this.outbox.map(({ sent, ...m }) => m);
     const meta = { schemaHash: this.schemaHash, clientId: this.clientId, lastEventId: this.lastEventId, nextMutationId: this.nextMutationId, version: this.store.version };
+    this.persisting = (this.persisting ?? 0) + 1; // saves in flight (tests and benchmarks wait)
     try {
       await this.persistence.save({ meta, rows, queries, outbox, clearRows });
     } catch (err) {
       console.warn("querysync: could not persist the store", err);
+    } finally {
+      this.persisting--;
     }
   }
 }
