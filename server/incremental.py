@@ -277,9 +277,14 @@ class IncrementalMaintainer:
         tvals = tuple(r.row[c] for c in rel.target_columns)
         through = rel.through
         jtable = self.schema.table(through.table)
+        if any(v is None for v in tvals):
+            return ()  # SQL equality: NULL links to nothing
         out = []
-        for j in scoped.lookup(through.table, through.source_columns + through.target_columns,
-                               svals + tvals):
+        # By the source columns only, then filtered here: the hydration prefetched exactly
+        # these lookups (one query for all), where a lookup on both is one query per row.
+        for j in scoped.lookup(through.table, through.source_columns, svals):
+            if tuple(j[c] for c in through.target_columns) != tvals:
+                continue
             jk = (through.table, row_key(jtable.primary_key, j))
             self._inc(sub, book, jk, j, before)
             out.append(jk)
