@@ -157,6 +157,14 @@ function openIssue(id) {
   render();
 }
 
+/** Close the detail pane and drop its comments query (left inactive in the cache, evictable). */
+function closeIssue() {
+  $("#detail").hidden = true;
+  state.openId = null;
+  if (detailSub) detailSub.unsubscribe();
+  detailSub = null;
+}
+
 function update(id, set) {
   return client.mutate([{ op: "update", table: "issue", key: [id], set: { ...set, modified: now() } }]).catch((err) => alert(err.message));
 }
@@ -170,7 +178,7 @@ function renderDetail(comments) {
     options.map(([v, text]) => { const o = el("option", { value: v }, text); if (String(v) === String(value ?? "")) o.selected = true; return o; }));
   const labels = client.store.relatedRows("issue", "labels", issue);
   pane.replaceChildren(
-    el("button", { class: "hclose", onclick: () => { pane.hidden = true; state.openId = null; } }, "Close"),
+    el("button", { class: "hclose", onclick: closeIssue }, "Close"),
     el("div", { class: "id" }, `ISS-${issue.id}`),
     el("input", { class: "title", value: issue.title, title: issue.title, "data-field": "title", onchange: (e) => update(issue.id, { title: e.target.value }) }),
     el("div", { class: "fields" },
@@ -238,7 +246,7 @@ function setupFilters() {
     });
   }
   $("#list").addEventListener("scroll", () => renderList());
-  $("#toggle-cache").addEventListener("click", () => { $("#cache").hidden = !$("#cache").hidden; $("#detail").hidden = true; renderCache(); });
+  $("#toggle-cache").addEventListener("click", () => { $("#cache").hidden = !$("#cache").hidden; closeIssue(); renderCache(); });
   $("#new-issue").addEventListener("click", () => {
     const id = newId();
     client.mutate([{ op: "insert", table: "issue", row: { id, project_id: Number(state.project || 1), title: "New issue", description: "", status: "todo", priority: 0, assignee_id: null, creator_id: 1, visibility: "public", estimate: null, sort_order: 0, created: now(), modified: now() } }]).catch((err) => alert(err.message));
@@ -249,7 +257,7 @@ function setupFilters() {
     if (e.key === "ArrowDown" || e.key === "j") state.selected = Math.min(state.rows.length - 1, state.selected + 1);
     else if (e.key === "ArrowUp" || e.key === "k") state.selected = Math.max(0, state.selected - 1);
     else if (e.key === "Enter" && state.rows[state.selected]) { openIssue(state.rows[state.selected].id); return; }
-    else if (e.key === "Escape") { $("#detail").hidden = true; state.openId = null; return; }
+    else if (e.key === "Escape") { closeIssue(); return; }
     else return;
     e.preventDefault();
     const list = $("#list");
