@@ -269,3 +269,23 @@ def query_rows(demo: DemoProcess, query: dict[str, Any]) -> list[dict[str, Any]]
             data = "".join(line[5:].strip() for line in lines if line.startswith("data:"))
             rows.extend(json.loads(data)["rows"])
     return rows
+
+
+def test_a_reload_shows_the_saved_list_before_the_server_answers(
+    context: Any, demo: DemoProcess, oracle: duckdb.DuckDBPyConnection
+) -> None:
+    page = open_app(context, demo)
+    page.wait_for_function(ALL_COMPLETE)
+    page.wait_for_function(
+        "() => !window.demo.client.persistTimer && !window.demo.client.persisting")
+    expected = column(oracle, 'SELECT id FROM "issue" ORDER BY modified DESC, id LIMIT 500')
+    page.reload()
+    page.wait_for_function("() => window.demo?.renders.some((r) => r.count > 0)")
+    page.wait_for_function(VIEW_COMPLETE)
+    page.wait_for_function("() => performance.getEntriesByName('client:hello').length > 0")
+    first = page.evaluate("window.demo.renders.find((r) => r.count > 0)")
+    hello = page.evaluate("performance.getEntriesByName('client:hello')[0].startTime")
+    # The saved rows painted first, complete for the view (the first 500 by modified).
+    assert first["count"] == 500 and first["t"] < hello, (first, hello)
+    assert view_ids(page) == expected
+    assert page.errors == []

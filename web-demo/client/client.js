@@ -16,6 +16,8 @@ import { DEFAULT_BUDGET_BYTES, LocalStore } from "./store.js";
 // Pokes with more rows than this are applied in chunks of CHUNK_ROWS, one task each.
 const LARGE_POKE_ROWS = 5000;
 const CHUNK_ROWS = 2000;
+// Rows of the open views saved apart, for the first paint of a reload.
+const HOT_ROWS = 2000;
 
 /** Give the event loop a turn: scheduler.yield resumes ahead of other queued work. */
 function nextTask() {
@@ -81,21 +83,27 @@ export class Client {
     // own persisted store: the first free slot of this name, held until the tab closes.
     this.persistName = this.persistName ? await this.claimSlot(this.persistName) : null;
     this.persistence = this.persistName ? await openPersistence(this.persistName) : null;
-    const saved = this.persistence ? await this.persistence.load() : null;
+    const saved = this.persistence ? await this.persistence.loadHead() : null;
     if (saved && saved.meta.schemaHash === this.schemaHash) {
       this.clientId = saved.meta.clientId;
       this.lastEventId = saved.meta.lastEventId;
       this.nextMutationId = saved.meta.nextMutationId;
       this.store.version = saved.meta.version ?? 0;
-      for (const [id, row] of saved.rows) this.store.restore(id, row);
+      // The rows the views showed come first, with every query incomplete (coverage must not
+      // trust a store that is half read): a returning user sees the list at once, and the
+      // rest of the rows and the completions follow before the stream resumes.
+      const complete = new Map();
       for (const q of saved.queries) {
         const e = this.store.track(q.id, q.query, q.wire, { ttl: q.ttl });
-        Object.assign(e, { complete: q.complete, version: q.version, lastUsed: q.lastUsed });
+        Object.assign(e, { complete: false, version: q.version, lastUsed: q.lastUsed });
+        if (q.complete) complete.set(q.id, q.version);
         this.store.clock = Math.max(this.store.clock, q.lastUsed);
       }
+      for (const [id, row] of saved.hot) this.store.restore(id, row);
       this.outbox = saved.outbox.sort((a, b) => a.id - b.id).map((m) => ({ ...m, sent: false }));
       this.store.setPending(this.outbox);
       this.store.clearDirty();
+      this.restoring = this.restoreRows(complete);
     } else {
       if (saved) console.info("querysync: the saved store has another schema; starting over.");
       this.clientId = randomId();
@@ -103,7 +111,45 @@ export class Client {
     }
     // On the next task: subscriptions made right after `await start()` are then declared in
     // the first request, so the first view hydrates without waiting for the stream's hello.
-    setTimeout(() => this.connect(), 0);
+    // Pokes must land on the whole restored store: the stream waits for the saved rows.
+    setTimeout(async () => { await this.restoring; this.connect(); }, 0);
+  }
+
+  async restoreRows(complete) {
+    try {
+      for (const [id, row] of await this.persistence.loadRows()) this.store.restore(id, row);
+    } catch (err) {
+      console.warn("querysync: could not read the saved rows; starting over", err);
+      this.store.reset();
+      this.lastEventId = null;
+      complete.clear();
+    }
+    this.store.clearDirty();
+    for (const [id, version] of complete) {
+      const e = this.store.queries.get(id);
+      if (e) Object.assign(e, { complete: true, version });
+    }
+    this.generation++;
+    this.changed();
+  }
+
+  /** Server rows the open views show (up to HOT_ROWS), saved apart for a fast reload. */
+  hotRows() {
+    const out = [];
+    const seen = new Set();
+    for (const sub of this.subs) {
+      if (sub.closed || !sub.lastRows || sub.q.related) continue;
+      const table = sub.q.table;
+      const base = this.store.base.get(table);
+      for (const row of sub.lastRows) {
+        if (out.length >= HOT_ROWS) return out;
+        const key = this.store.key(table, row);
+        const id = `${table}|${key}`;
+        // Only rows as the server sent them: optimistic rows live in the outbox.
+        if (base.get(key) === row && !seen.has(id)) { seen.add(id); out.push([id, row]); }
+      }
+    }
+    return out;
   }
 
   async claimSlot(base) {
@@ -369,6 +415,7 @@ export class Client {
     }
     const complete = sub.explain.covered || Boolean(entry && entry.complete);
     const rows = sub.rows ? this.store.run(sub.q) : null;
+    if (!sub.q.aggregate) sub.lastRows = rows;
     sub.cb({ id: sub.id, rows, complete, source: sub.explain.covered ? "local" : complete ? "server" : "local-partial", version: this.store.version, explain: sub.explain, error: sub.error ?? null });
   }
 
@@ -502,6 +549,7 @@ export class Client {
 
   async persistNow() {
     if (!this.persistence) return;
+    if (this.restoring) await this.restoring; // never save the half-read store of a reload
     const rows = this.store.takeDirty();
     const clearRows = this.store.cleared || this.persistAll;
     this.store.cleared = false;
@@ -511,7 +559,7 @@ export class Client {
     const meta = { schemaHash: this.schemaHash, clientId: this.clientId, lastEventId: this.lastEventId, nextMutationId: this.nextMutationId, version: this.store.version };
     this.persisting = (this.persisting ?? 0) + 1; // saves in flight (tests and benchmarks wait)
     try {
-      await this.persistence.save({ meta, rows, queries, outbox, clearRows });
+      await this.persistence.save({ meta, rows, queries, outbox, hot: this.hotRows(), clearRows });
     } catch (err) {
       console.warn("querysync: could not persist the store", err);
     } finally {

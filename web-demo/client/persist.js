@@ -25,18 +25,28 @@ export class Persistence {
     this.db = db;
   }
 
-  /** {meta, rows: [[id, row]], queries: [...], outbox: [...]} or null when nothing is saved. */
-  async load() {
+  /** {meta, queries: [...], outbox: [...], hot: [[id, row]]} or null when nothing is saved:
+   * the small part, read first so a reload can show its views before all the rows are read. */
+  async loadHead() {
     const tx = this.db.transaction(STORES, "readonly");
     const meta = await request(tx.objectStore("meta").get("meta"));
     if (!meta) return null;
-    const [rowKeys, rows, queries, outbox] = await Promise.all([
-      request(tx.objectStore("rows").getAllKeys()),
-      request(tx.objectStore("rows").getAll()),
+    const [hot, queries, outbox] = await Promise.all([
+      request(tx.objectStore("meta").get("hot")),
       request(tx.objectStore("queries").getAll()),
       request(tx.objectStore("outbox").getAll()),
     ]);
-    return { meta, rows: rowKeys.map((k, i) => [k, rows[i]]), queries, outbox };
+    return { meta, queries, outbox, hot: hot ?? [] };
+  }
+
+  /** Every saved row, as [[id, row]]. */
+  async loadRows() {
+    const tx = this.db.transaction(["rows"], "readonly");
+    const [rowKeys, rows] = await Promise.all([
+      request(tx.objectStore("rows").getAllKeys()),
+      request(tx.objectStore("rows").getAll()),
+    ]);
+    return rowKeys.map((k, i) => [k, rows[i]]);
   }
 
   /**
@@ -45,8 +55,9 @@ export class Persistence {
    * (about 50 µs for an issue), so 50,000 at once would freeze the page for seconds. The next
    * chunk is issued from the success event of the last request of the previous one, which
    * keeps the transaction alive (and the write atomic) while other tasks run in between.
+   * `hot` ([[id, row]]) copies the rows the open views show, read back first on a reload.
    */
-  async save({ meta, rows, queries, outbox, clearRows = false }, { chunkRows = 500 } = {}) {
+  async save({ meta, rows, queries, outbox, hot = [], clearRows = false }, { chunkRows = 500 } = {}) {
     const tx = this.db.transaction(STORES, "readwrite");
     const rowStore = tx.objectStore("rows");
     if (clearRows) rowStore.clear();
@@ -67,6 +78,7 @@ export class Persistence {
     const ob = tx.objectStore("outbox");
     ob.clear();
     for (const m of outbox) ob.put(m, m.id);
+    tx.objectStore("meta").put(hot, "hot");
     tx.objectStore("meta").put(meta, "meta");
     await new Promise((resolve, reject) => {
       tx.oncomplete = resolve;
