@@ -1,0 +1,103 @@
+"""A new stream gets its hello while another client's hydration is under way.
+
+Regression: the engine built every command of a step before handing anything to the event
+loop, so a second client's hello waited for the first client's hydrations (in the browser the
+second tab stayed "connecting"). Streams opened one after another and at the same time, by
+different clients, must all get hello and their own rows while the first one still hydrates.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from queryplanner import Schema
+from server import create_app
+from server.testing import Api, Received, StreamReader, issue, seed_mutations, serve_app
+
+N_ISSUES = 2_000
+# Distinct subscriptions of the first client, each hydrating every issue with its children.
+HEAVY: list[dict[str, Any]] = [
+    {
+        "table": "issue",
+        "where": {"column": "priority", "op": ">=", "value": p},
+        "related": {"labels": {}, "comments": {}, "assignee": {}},
+    }
+    for p in range(-6, 0)
+]
+SMALL: dict[str, Any] = {"table": "label"}
+KEYS = {"issue_label": ("issue_id", "label_id")}
+
+
+def _seed(api: Api) -> None:
+    api.mutate(*seed_mutations())
+    rows = [("issue", issue(i)) for i in range(7, N_ISSUES + 1)]
+    rows += [("issue_label", {"issue_id": i, "label_id": 1}) for i in range(2, N_ISSUES + 1)]
+    muts = [{"op": "insert", "table": t, "row": r} for t, r in rows]
+    for k in range(0, len(muts), 1000):
+        api.mutate(*muts[k : k + 1000])
+
+
+def _completed(evs: list[Received]) -> set[str]:
+    return {q for e in evs if e.name == "poke" for q in e.data["complete"]}
+
+
+def _hello_at(reader: StreamReader, timeout: float) -> float:
+    reader.wait_for(lambda evs: any(e.name == "hello" for e in evs), timeout=timeout)
+    return time.monotonic()
+
+
+def test_streams_opened_during_a_hydration_get_hello(demo_schema: Schema) -> None:
+    app = create_app(demo_schema, anonymous=True)
+    with serve_app(app) as running:
+        api = Api(running.url)
+        _seed(api)
+        first = StreamReader(running.url, "client-first", keys=KEYS)
+        readers = [first]
+        try:
+            _hello_at(first, 10)
+            heavy = Api(running.url, "client-first")
+            qids = [heavy.add_query(demo_schema, q) for q in HEAVY]
+            heavy.close()
+            # In sequence: a second client while the first hydrates.
+            second = StreamReader(running.url, "client-second")
+            readers.append(second)
+            _hello_at(second, 10)
+            # The first client's hydrations (one step) are not over yet: the hello did not
+            # wait for them.
+            assert not set(qids) <= _completed(first.events)
+            # At the same time: two more clients, each opening a stream and adding a query.
+            hellos: dict[str, float] = {}
+            errors: list[BaseException] = []
+
+            def open_one(cid: str) -> None:
+                try:
+                    r = StreamReader(running.url, cid)
+                    readers.append(r)
+                    hellos[cid] = _hello_at(r, 10)
+                    a = Api(running.url, cid)
+                    qid = a.add_query(demo_schema, SMALL)
+                    a.close()
+                    r.wait_for(lambda evs: qid in _completed(evs), timeout=60)
+                except BaseException as exc:  # reported by the main thread
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=open_one, args=(c,)) for c in ("client-third", "client-fourth")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=90)
+            assert not errors, errors
+            assert set(hellos) == {"client-third", "client-fourth"}
+            first.wait_for(lambda evs: set(qids) <= _completed(evs), timeout=60)
+            labels = Api(running.url, "client-second")
+            qid = labels.add_query(demo_schema, SMALL)
+            labels.close()
+            second.wait_for(lambda evs: qid in _completed(evs), timeout=30)
+            assert len(first.state["issue"]) == N_ISSUES
+            assert len(second.state["label"]) == 1
+        finally:
+            for r in readers:
+                r.close()
+            api.close()
