@@ -83,7 +83,8 @@ def test_streams_opened_during_a_hydration_get_hello(demo_schema: Schema) -> Non
                 except BaseException as exc:  # reported by the main thread
                     errors.append(exc)
 
-            threads = [threading.Thread(target=open_one, args=(c,)) for c in ("client-third", "client-fourth")]
+            others = ("client-third", "client-fourth")
+            threads = [threading.Thread(target=open_one, args=(c,)) for c in others]
             for t in threads:
                 t.start()
             for t in threads:
