@@ -261,6 +261,7 @@ class SyncEngine:
         self._between = lambda: self._serve_attaches(cur, version, builder, events)
         try:
             self._commands_of_step(cur, version, commands, builder, builders, events)
+            self._between()  # streams opened during the hydrations: hello before the encoding
         finally:
             self._between = _nothing
         self._expire(events)
