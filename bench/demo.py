@@ -39,8 +39,9 @@ ALL_COMPLETE = """() => window.demo && window.demo.client &&
   window.demo.client.usage().queries.every((q) => q.complete)"""
 # The preload (the whole issue table, or the newest window) is in the store and complete.
 PRELOADED = "() => window.demo?.preloaded === true"
-# Nothing waiting to be written to IndexedDB.
-PERSISTED = "() => !window.demo.client.persistTimer && !window.demo.client.persisting"
+# Every saved row read back (after a reload) and nothing waiting to be written to IndexedDB.
+PERSISTED = """() => !window.demo.client.restoring && !window.demo.client.persistTimer &&
+  !window.demo.client.persisting"""
 
 # One filter change in the page, timed from just before the event to the render of the new view.
 MEASURE = """async ([sel, kind, value, timeout]) => {

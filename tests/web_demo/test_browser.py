@@ -277,7 +277,8 @@ def test_a_reload_shows_the_saved_list_before_the_server_answers(
     page = open_app(context, demo)
     page.wait_for_function(ALL_COMPLETE)
     page.wait_for_function(
-        "() => !window.demo.client.persistTimer && !window.demo.client.persisting")
+        "() => !window.demo.client.persistTimer && !window.demo.client.persisting"
+        " && !window.demo.client.restoring")
     expected = column(oracle, 'SELECT id FROM "issue" ORDER BY modified DESC, id LIMIT 500')
     page.reload()
     page.wait_for_function("() => window.demo?.renders.some((r) => r.count > 0)")

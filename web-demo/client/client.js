@@ -129,6 +129,7 @@ export class Client {
       const e = this.store.queries.get(id);
       if (e) Object.assign(e, { complete: true, version });
     }
+    this.restoring = null;
     this.generation++;
     this.changed();
   }
