@@ -16,6 +16,13 @@
    after every poke, max reported, and the process RSS (peak, measured right after this phase,
    which runs first, before any server is started; the whole run's peak, with the in-process
    server and two 100k-row stores, is reported apart).
+4. Live local subscriptions: 100 then 1,000 covered subscriptions (the demo's shape: assignee
+   and status filters, priority threshold, order by modified desc, limit 50) over the --rows
+   cache, then single-row server pokes (an issue's status, assignee and modified change),
+   applied as the stream applies them (``_apply_poke`` + ``_after_poke``: write, membership,
+   subscriptions, snapshots). The same pokes on a ``Client(incremental=False)`` are the
+   baseline: every subscription reading the table re-runs in DuckDB.
+   (``--only-live`` runs this phase alone.)
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from cache.budget import Budget
 from cache.local import LocalState
 from cache.store import LocalStore
 from queryplanner import Query, Schema, bind, col, table
-from queryplanner.protocol import parse_event
+from queryplanner.protocol import Poke, parse_event
 from server.demo.seed import create_tables
 from server.testing import Api, StreamReader, run_server
 
@@ -144,15 +151,104 @@ def loopback(rows: list[dict[str, object]], q_all: Query) -> tuple[float, float]
         return raw_seconds, asyncio.run(run())
 
 
+def live_subscriptions(n: int) -> list[Query]:
+    """``n`` distinct covered subscriptions of the demo's list shape."""
+    out = []
+    for i in range(n):
+        q = (table("issue").where(col("project_id") == 1, col("assignee_id") == i % 50,
+                                  col("status") == STATUSES[(i // 50) % 5],
+                                  col("priority") >= (i // 250) % 4)
+             .order_by("modified", desc=True).limit(50).build())
+        out.append(bind(q, SCHEMA))
+    return out
+
+
+def single_row_pokes(rows: list[dict[str, object]], n: int, seed: int = 7) -> list[Poke]:
+    """``n`` pokes, each changing one issue's status, assignee and modified (latest first)."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for k in range(n):
+        row = dict(rows[rnd.randrange(len(rows))])
+        row.update(status=rnd.choice(STATUSES), assignee_id=rnd.randrange(50),
+                   modified=f"2025-01-01T00:{k // 60 % 60:02d}:{k % 60:02d}", _v=100 + k)
+        out.append(Poke(100 + k, {"issue": [row]}))
+    return out
+
+
+def live_pokes(rows: list[dict[str, object]], q_all: Query, sizes: tuple[int, ...],
+               pokes: int, baseline_pokes: int) -> dict[str, float]:
+    """Microseconds per applied single-row poke with N live subscriptions, engine and re-run."""
+
+    async def run(incremental: bool, n_pokes: int) -> dict[str, float]:
+        client = Client("http://127.0.0.1:9", SCHEMA, budget_bytes=10 * 2**30,
+                        incremental=incremental)
+        client.local.add_desired(q_all, q_all.id, pinned=True, ttl=None)
+        hydrate(client.local, q_all.id, rows, 2)
+        out: dict[str, float] = {}
+        subs = live_subscriptions(max(sizes))
+        emitted = [0]
+        held = []
+        stream = iter(single_row_pokes(rows, (n_pokes + 3) * (len(sizes) + 3)))
+        for n in (0, *sizes):
+            for q in subs[len(held):n]:
+                held.append(client.subscribe(q).subscribe(lambda _: emitted.__setitem__(
+                    0, emitted[0] + 1)))
+                assert client._lives[q.id].mode == "local"
+            assert len(client.local.live) == (n if incremental else 0)
+            emitted[0] = 0
+
+            def one() -> None:
+                poke = next(stream)
+                client._after_poke(poke, client._apply_poke(poke, None))
+
+            us = time_each(one, repeat=n_pokes if n else 3 * n_pokes)
+            out[f"us_{n}"] = percentile(us, 50)
+            out[f"emits_{n}"] = emitted[0] / (len(us) + 3)
+        for d in held:
+            d.dispose()
+        await client.close()
+        return out
+
+    engine = asyncio.run(run(True, pokes))
+    rerun = asyncio.run(run(False, baseline_pokes))
+    return {**{f"engine_{k}": v for k, v in engine.items()},
+            **{f"rerun_{k}": v for k, v in rerun.items()}}
+
+
+LIVE_SIZES = (100, 1000)
+
+
+def live_metrics(live: dict[str, float]) -> dict[str, Metric]:
+    out = {"live_poke_0_subs_p50_us": Metric(live["engine_us_0"], "us")}
+    for n in LIVE_SIZES:
+        out[f"live_engine_poke_{n}_subs_p50_us"] = Metric(live[f"engine_us_{n}"], "us")
+        out[f"live_speedup_{n}"] = Metric(live[f"rerun_us_{n}"] / live[f"engine_us_{n}"], "x")
+        # What the subscriptions add to a poke's fixed cost (write, membership, commit).
+        out[f"live_engine_added_{n}_subs_us"] = Metric(
+            live[f"engine_us_{n}"] - live["engine_us_0"], "us")
+        out[f"live_snapshots_per_poke_{n}"] = Metric(live[f"engine_emits_{n}"], "snapshots")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--load-mb", type=int, default=300)
     ap.add_argument("--budget-mb", type=int, default=100)
+    ap.add_argument("--live-pokes", type=int, default=200)
+    ap.add_argument("--baseline-pokes", type=int, default=5)
+    ap.add_argument("--only-live", action="store_true")
     args = ap.parse_args()
     texts = source_texts()
     rows = [make_row(i, texts, 1) for i in range(args.rows)]
     q_all = bind(table("issue").where(col("project_id") == 1).build(), SCHEMA)
+    live = live_pokes(rows, q_all, LIVE_SIZES, args.live_pokes, args.baseline_pokes)
+    if args.only_live:
+        for k, m in live_metrics(live).items():
+            print(f"{k}: {m.value:.2f} {m.unit}")
+        return
 
     # 1: --load-mb of rows as many queries under --budget-mb, first: RSS is the peak so far.
     budget = Budget(args.budget_mb * 2**20)
@@ -216,9 +312,12 @@ def main() -> None:
             "loaded_bytes": Metric(loaded, "bytes"),
             "rss_mb_after_budget_load": Metric(rss_mb, "MB"),
             "rss_mb_peak_whole_run": Metric(peak_mb, "MB"),
+            **live_metrics(live),
         },
         baseline={"select1_p50_ms": Metric(percentile(select1_us, 50) / 1000, "ms"),
-                  "server_to_bare_reader_rows_per_s": Metric(args.rows / raw_seconds, "rows/s")},
+                  "server_to_bare_reader_rows_per_s": Metric(args.rows / raw_seconds, "rows/s"),
+                  **{f"live_rerun_poke_{n}_subs_p50_us": Metric(live[f"rerun_us_{n}"], "us")
+                     for n in LIVE_SIZES}},
     )
     # The harness keeps baselines apart; the issue wants the floor among the metrics too.
     path = ROOT / "bench" / "results" / "client.json"

@@ -493,7 +493,10 @@ class Client(Writes):
         for qid in live.relies_on:
             if qid in self.budget and qid in self.local.desired:
                 self.budget.touch(qid)
-        rows = tuple(self.local.run(live.query))
+        if live.qid in self.local.live:
+            rows = self.local.live.rows(live.qid)
+        else:
+            rows = tuple(self.local.run(live.query))
         snap = Snapshot(live.qid, rows, complete, self.local.version, "local")
         live.emit(snap, identity_columns(self.schema, live.query))
 

@@ -86,7 +86,7 @@ class LiveEngine:
         changes, bulk = self.store.journal.take()
         if not changes and not bulk:
             return
-        stale = [qid for qid, (_, tables) in self._queries.items() if tables & bulk]
+        stale = [qid for qid, (_, tables) in self._queries.items() if tables & bulk] if bulk else []
         for qid in stale:
             self.engine.unsubscribe(qid)
         self.reader.begin()
