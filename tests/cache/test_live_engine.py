@@ -218,3 +218,29 @@ def test_engine_snapshots_equal_duckdb(demo_schema: Schema, steps: list[tuple[An
             await h.client.close()
 
     asyncio.run(body())
+
+
+def test_bulk_writes_rehydrate_watched_queries(demo_schema: Schema) -> None:
+    """A table written in bulk (more rows than the journal records, here 1) is not pushed row
+    by row: the watched queries reading it are re-hydrated, and still equal DuckDB."""
+
+    async def body() -> None:
+        h = Harness(demo_schema)
+        h.client.store.journal.bulk_rows = 1
+        try:
+            recorders = [(q, Recorder(h.client.subscribe(q))) for q in subscriptions(demo_schema)]
+            reader = h.client.local.live.reader
+            before = reader.statements
+            h.step(("poke", [issue(i, "todo", 3, None, 2, 1.0, 0) for i in (2, 4, 8)], [1],
+                    [comment(2, 4, 2, 0)], [1, 3], [(4, 2)]))
+            assert reader.statements - before >= len(recorders)  # each one re-hydrated
+            h.check(recorders)
+            h.step(("update", 4, {"status": "done"}))  # one row: recorded, pushed through
+            h.check(recorders)
+            assert h.client.store.journal.bulk == set()
+            for _, rec in recorders:
+                rec.dispose()
+        finally:
+            await h.client.close()
+
+    asyncio.run(body())
