@@ -15,7 +15,10 @@ instead of re-running the query in DuckDB (milliseconds).
 
 Subscriptions that read a table marked *bulk* (too many changes to record, or a ``clear``) are
 re-hydrated at the flush. Queries the engine cannot maintain stay on the re-run path
-(``watch`` returns False). Not thread-safe: the caller holds ``LocalState.lock``.
+(``watch`` returns False), and so do results of more than ``max_rows`` occurrences: the engine
+would hold them all as Python rows, and a snapshot re-encodes the whole result anyway, so for
+a large result the DuckDB query is not the cost to avoid. Not thread-safe: the caller holds
+``LocalState.lock``.
 """
 
 from __future__ import annotations
@@ -32,20 +35,27 @@ from .store import LocalStore
 from .tables import query_tables
 
 WireRows = tuple[dict[str, Any], ...]
+MAX_ROWS = 10_000  # occurrences a watched result may have when it is first hydrated
 
 
 class LiveEngine:
     def __init__(
-        self, schema: Schema, store: LocalStore, *, rehydrate_after: int = DEFAULT_REHYDRATE_AFTER
+        self,
+        schema: Schema,
+        store: LocalStore,
+        *,
+        rehydrate_after: int = DEFAULT_REHYDRATE_AFTER,
+        max_rows: int = MAX_ROWS,
     ) -> None:
         self.schema = schema
+        self.max_rows = max_rows
         self.store = store
         self.reader = LocalIvmStore(schema, store)
         self.engine = Engine(schema, self.reader, rehydrate_after=rehydrate_after)
         self._queries: dict[str, tuple[Query, frozenset[str]]] = {}
         self._changed: set[str] = set()
         self._wire: dict[str, WireRows] = {}
-        self._refused: set[str] = set()  # shapes the engine rejected: not asked again
+        self._refused: set[str] = set()  # not maintainable (shape or size): not asked again
 
     def __contains__(self, qid: object) -> bool:
         return qid in self._queries
@@ -62,8 +72,12 @@ class LiveEngine:
         self.flush()  # recorded changes are already in the store this query is hydrated from
         self.reader.begin()
         try:
-            self.engine.subscribe(qid, query)
+            initial = self.engine.subscribe(qid, query)
         except QueryError:
+            self._refused.add(qid)
+            return False
+        if len(initial.added) > self.max_rows:
+            self.engine.unsubscribe(qid)
             self._refused.add(qid)
             return False
         self._queries[qid] = (query, query_tables(self.schema, query))
@@ -71,6 +85,7 @@ class LiveEngine:
         return True
 
     def unwatch(self, qid: str) -> None:
+        self._refused.discard(qid)
         if self._queries.pop(qid, None) is None:
             return
         self.engine.unsubscribe(qid)

@@ -244,3 +244,29 @@ def test_bulk_writes_rehydrate_watched_queries(demo_schema: Schema) -> None:
             await h.client.close()
 
     asyncio.run(body())
+
+
+def test_large_results_stay_on_the_rerun_path(demo_schema: Schema) -> None:
+    """A result larger than ``LiveEngine.max_rows`` is not held by the engine (it would keep
+    every row in Python); it is re-run in DuckDB as before and still live."""
+
+    async def body() -> None:
+        h = Harness(demo_schema)
+        h.client.local.live.max_rows = 2
+        try:
+            q = bind(table("issue").order_by("modified").build(), demo_schema)
+            small = bind(table("issue").order_by("modified").limit(2).build(), demo_schema)
+            rec, rec_small = Recorder(h.client.subscribe(q)), Recorder(h.client.subscribe(small))
+            assert q.id not in h.client.local.live and small.id in h.client.local.live
+            h.step(("update", 3, {"modified": TIMES[0]}))
+            h.step(("delete", 5))
+            assert q.id not in h.client.local.live
+            with h.client.local.lock:
+                assert list(rec.last.rows) == h.client.local._run(q)
+                assert list(rec_small.last.rows) == h.client.local._run(small)
+            rec.dispose()
+            rec_small.dispose()
+        finally:
+            await h.client.close()
+
+    asyncio.run(body())
