@@ -177,49 +177,55 @@ class PokeBuilder:
             if self.rec.schema_version < schema.version
             else schema
         )
-        early: list[list[tuple[str, Any]]] = [[]]
+        # Rows go straight into their poke's per-table lists: this loop runs once per row of a
+        # hydration (100k rows), so it does no more than one dict lookup or JSON encoding each.
+        early: list[dict[str, list[Any]]] = [{}]
         size = 0
-        last: list[tuple[str, Any]] = []
+        last: dict[str, list[Any]] = {}
+        fresh = self.fresh
+        cached = fragments.get
         for k, row in self.puts.items():
             tname = k[0]
             if known is not schema:
                 if not known.has_table(tname):
                     continue
                 names = set(known.table(tname).column_names) | {VERSION_COLUMN}
-                row = {c: v for c, v in row.items() if c in names}
-                item: Any = orjson.Fragment(orjson.dumps(row))
-                n = len(orjson.dumps(row))
+                data = orjson.dumps({c: v for c, v in row.items() if c in names})
+                item: Any = orjson.Fragment(data)
+                n = len(data)
             else:
-                hit = fragments.get(id(row))
+                hit = cached(id(row))
                 if hit is None:
                     data = orjson.dumps(row)
                     hit = fragments[id(row)] = (row, orjson.Fragment(data), len(data))
                 item, n = hit[1], hit[2]
-            if k not in self.fresh:
-                last.append((tname, item))
+            if k not in fresh:
+                _put(last, tname, item)
                 continue
             if size and size + n > max_bytes:
-                early.append([])
+                early.append({})
                 size = 0
-            early[-1].append((tname, item))
+            _put(early[-1], tname, item)
             size += n
-        last += early.pop()  # the last chunk of hydration rows rides with everything else
-        out = [Poke(self.version, _by_table(chunk)) for chunk in early]
+        for tname, items in early.pop().items():  # the last chunk rides with everything else
+            last.setdefault(tname, []).extend(items)
+        out = [Poke(self.version, chunk) for chunk in early]
         dele: dict[str, list[list[Any]]] = {}
         for tname, key in self.dels:
             if known.has_table(tname):
                 dele.setdefault(tname, []).append([_json_key(v) for v in key])
         out.append(
-            Poke(self.version, _by_table(last), dele, dict(self.complete), tuple(self.mutations))
+            Poke(self.version, last, dele, dict(self.complete), tuple(self.mutations))
         )
         return out
 
 
-def _by_table(items: list[tuple[str, Any]]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for tname, item in items:
-        out.setdefault(tname, []).append(item)
-    return out
+def _put(by_table: dict[str, list[Any]], tname: str, item: Any) -> None:
+    items = by_table.get(tname)
+    if items is None:
+        by_table[tname] = [item]
+    else:
+        items.append(item)
 
 
 def _json_key(value: Any) -> Any:
