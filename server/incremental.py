@@ -38,8 +38,8 @@ from queryplanner.ivm import (
 )
 from queryplanner.predicate import row_key
 from queryplanner.rules import apply_read_rules
-from queryplanner.schema import Relationship
-from queryplanner.wire import encode_row
+from queryplanner.schema import Column, ColumnType, Relationship
+from queryplanner.wire import encode_value
 
 from .changelog import ChangeBatch
 from .ivm_store import DuckStore, ScopedStore, junction_tables
@@ -77,6 +77,7 @@ class IncrementalMaintainer:
         self._engines: dict[str, tuple[Engine, ScopedStore, set[str]]] = {}
         self._levels: dict[tuple[str, tuple[str, ...]], tuple[str, Relationship]] = {}
         self._wire: dict[tuple[str, tuple[Any, ...], Any], WireRow] = {}
+        self._encoders: dict[str, tuple[tuple[str, ...], tuple[Column, ...]]] = {}
         self._subs: dict[str, Subscription] = {}
         self.schema = schema
         self.store = DuckStore(schema, internal_schema(schema))
@@ -102,6 +103,7 @@ class IncrementalMaintainer:
         self._engines = {}
         self._levels = {}
         self._wire = {}
+        self._encoders = {}
 
     def add(self, cur: duckdb.DuckDBPyConnection, sub: Subscription) -> None:
         rules = {t: c for t, c in sub.rules.items() if t in self.junctions}
@@ -328,10 +330,26 @@ class IncrementalMaintainer:
         wk = (table, key, row[VERSION_COLUMN])
         wire = self._wire.get(wk)
         if wire is None:
-            wire = encode_row(self.schema.table(table), row)
+            # encode_row's result, without its per-column call for the plain columns (most):
+            # a hydration encodes every row of the query once.
+            enc = self._encoders.get(table)
+            if enc is None:
+                cols = self.schema.table(table).columns
+                enc = self._encoders[table] = (
+                    tuple(c.name for c in cols),
+                    tuple(c for c in cols if c.type in _CONVERTED),
+                )
+            wire = {name: row[name] for name in enc[0] if name in row}
+            for col in enc[1]:
+                value = wire.get(col.name)
+                if value is not None:
+                    wire[col.name] = encode_value(col, value)
             wire[VERSION_COLUMN] = row[VERSION_COLUMN]
             self._wire[wk] = wire
         return wire
+
+
+_CONVERTED = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})  # see wire.encode_value
 
 
 def _depth(r: ResultRow) -> int:
