@@ -28,6 +28,7 @@ from typing import Any
 
 from queryplanner import Query, QueryError, Schema
 from queryplanner.ivm import DEFAULT_REHYDRATE_AFTER, Engine
+from queryplanner.sql import compile_select
 from queryplanner.wire import encode_row
 
 from .ivm_store import LocalIvmStore
@@ -70,6 +71,9 @@ class LiveEngine:
         if qid in self._refused:
             return False
         self.flush()  # recorded changes are already in the store this query is hydrated from
+        if self._too_large(query):
+            self._refused.add(qid)
+            return False
         self.reader.begin()
         try:
             initial = self.engine.subscribe(qid, query)
@@ -83,6 +87,15 @@ class LiveEngine:
         self._queries[qid] = (query, query_tables(self.schema, query))
         self._watch_tables()
         return True
+
+    def _too_large(self, query: Query) -> bool:
+        """Counted in DuckDB first, so a large result is never read into Python for nothing."""
+        limit = query.limit
+        if query.aggregate is not None or (limit is not None and limit <= self.max_rows):
+            return False
+        c = compile_select(query, self.schema, columns=self.schema.table(query.table).primary_key)
+        found = self.store.con.execute(f"SELECT count(*) FROM ({c.sql})", list(c.params)).fetchone()
+        return found is not None and int(found[0]) > self.max_rows
 
     def unwatch(self, qid: str) -> None:
         self._refused.discard(qid)
