@@ -77,3 +77,24 @@ def test_large_hydration_over_the_wire(demo_schema: Schema) -> None:
         finally:
             reader.close()
             api.close()
+
+
+def test_blocks_fill_pokes_within_the_bound_and_are_shared(demo_schema: Schema) -> None:
+    rows = {("issue", (i,)): _row(i) for i in range(1, 301)}
+    fragments: dict[Any, Any] = {}
+    sent: list[list[int]] = []
+    first: list[Any] = []
+    for cid in ("c1", "c2"):
+        b = PokeBuilder(ClientRecord(cid, None, 1), 7)
+        b.hydrate("q-big", rows)
+        pokes = b.pokes(demo_schema, fragments, max_bytes=20_000)
+        first.append(pokes[0].put["issue"][0])
+        docs = [orjson.loads(orjson.dumps(p.to_json())) for p in pokes]
+        assert len(docs) > 2 and docs[-1]["complete"] == {"q-big": 7}
+        for doc in docs:
+            assert len(orjson.dumps(doc["put"])) < 20_000 + 100
+        sent.append([r["id"] for d in docs for r in d["put"]["issue"]])
+    assert sent[0] == sent[1] and sorted(sent[0]) == list(range(1, 301))
+    # The second client reused the first one's block encoding (one orjson call per block).
+    assert first[0] is first[1]
+    assert len({k for k in fragments if isinstance(k, tuple)}) == -(-300 // 64)
