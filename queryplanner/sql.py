@@ -27,6 +27,7 @@ from .sql_rowsets import RowSetSQL, compile_row_sets
 
 __all__ = [
     "DUCKDB_SETUP",
+    "SQL_TYPES",
     "CompiledSQL",
     "RowSetSQL",
     "compile_row_sets",
@@ -36,7 +37,7 @@ __all__ = [
     "nest_rows",
 ]
 
-_TYPES = {
+SQL_TYPES: dict[ColumnType, str] = {
     ColumnType.INTEGER: "BIGINT",
     ColumnType.FLOAT: "DOUBLE",
     ColumnType.TEXT: "VARCHAR",
@@ -71,7 +72,7 @@ def create_table_sql(schema: Schema, *, version_column: str | None = None) -> li
     out = []
     for t in schema.tables:
         cols = [
-            f"{ident(c.name)} {_TYPES[c.type]}" + ("" if c.nullable else " NOT NULL")
+            f"{ident(c.name)} {SQL_TYPES[c.type]}" + ("" if c.nullable else " NOT NULL")
             for c in t.columns
         ]
         if version_column is not None:

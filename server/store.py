@@ -24,21 +24,13 @@ import pyarrow as pa
 
 from queryplanner import ColumnType, Schema, Table
 from queryplanner.protocol import Mutation, MutationResult
-from queryplanner.sql import create_table_sql
+from queryplanner.sql import SQL_TYPES, create_table_sql
 
 from .changelog import Change, ChangeBatch, ChangeLog
 from .db import Database
 from .errors import BadRequest, MutationOrder
 from .mutations import VERSION_COLUMN, NetChange, RowKey, WriteCheck, keys_of, net_changes, plan
 
-_SQL_TYPES = {
-    ColumnType.INTEGER: "BIGINT",
-    ColumnType.FLOAT: "DOUBLE",
-    ColumnType.TEXT: "VARCHAR",
-    ColumnType.BOOLEAN: "BOOLEAN",
-    ColumnType.TIMESTAMP: "TIMESTAMP",
-    ColumnType.JSON: "JSON",
-}
 _CHUNK = 500  # rows per multi-row statement (keeps the parameter count reasonable)
 
 
@@ -111,7 +103,7 @@ class Store:
             for c in t.columns:
                 if c.name not in have:
                     cur.execute(
-                        f"ALTER TABLE {q(t.name)} ADD COLUMN {q(c.name)} {_SQL_TYPES[c.type]}"
+                        f"ALTER TABLE {q(t.name)} ADD COLUMN {q(c.name)} {SQL_TYPES[c.type]}"
                     )
             if VERSION_COLUMN not in have:
                 cur.execute(
@@ -438,7 +430,7 @@ def _chunks(items: list[Any]) -> list[list[Any]]:
 
 
 def _cast(table: Table, name: str) -> str:
-    return f"?::{_SQL_TYPES[table.column(name).type]}"
+    return f"?::{SQL_TYPES[table.column(name).type]}"
 
 
 def _param(table: Table, name: str, value: Any) -> Any:
