@@ -43,6 +43,7 @@ from .query import (
     to_json,
 )
 from .schema import Column, ColumnType, Schema, Table
+from .wire import to_naive_utc
 
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _ALIAS = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -116,23 +117,18 @@ def parse_value(column: Column, value: Any, path: str) -> Scalar:
 
 
 def parse_timestamp(value: Any, path: str, column: str) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise QueryError(
-                path,
-                f"{value!r} is not an ISO 8601 timestamp for column {column!r} "
-                "(e.g. '2026-11-30T12:00:00').",
-            ) from None
-    else:
-        raise QueryError(path, f"Column {column!r} needs an ISO 8601 timestamp string, "
-                               f"not {_describe(value)}.")
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
+    parsed = to_naive_utc(value)
+    if parsed is not None:
+        return parsed
+    if isinstance(value, str):
+        raise QueryError(
+            path,
+            f"{value!r} is not an ISO 8601 timestamp for column {column!r} "
+            "(e.g. '2026-11-30T12:00:00').",
+        )
+    raise QueryError(
+        path, f"Column {column!r} needs an ISO 8601 timestamp string, not {_describe(value)}."
+    )
 
 
 def _type_error(column: Column, value: Any, path: str, wanted: str) -> QueryError:

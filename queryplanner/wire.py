@@ -33,6 +33,22 @@ class WireError(QueryPlannerError):
     """A row (or key) received over the wire does not fit its table."""
 
 
+def to_naive_utc(value: Any) -> dt.datetime | None:
+    """A datetime or ISO 8601 string as naive UTC (DuckDB's TIMESTAMP); None if it is neither."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
 def encode_value(column: Column, value: Any) -> Any:
     if value is None:
         return None
@@ -77,19 +93,9 @@ def decode_value(table: Table, column: Column, value: Any) -> Any:
             raise WireError(f"Column {where} needs true or false, not {value!r:.60}.")
         return value
     if t is ColumnType.TIMESTAMP:
-        if isinstance(value, dt.datetime):
-            parsed = value
-        elif isinstance(value, str):
-            try:
-                parsed = dt.datetime.fromisoformat(value)
-            except ValueError:
-                raise WireError(
-                    f"Column {where} needs an ISO 8601 timestamp, not {value!r:.60}."
-                ) from None
-        else:
+        parsed = to_naive_utc(value)
+        if parsed is None:
             raise WireError(f"Column {where} needs an ISO 8601 timestamp, not {value!r:.60}.")
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
         return parsed
     return value  # json: any JSON value
 
