@@ -235,30 +235,22 @@ class Budget:
         Nothing is changed: the caller removes each with ``remove_query``. Returns every inactive
         query when even evicting all of them is not enough (then ``demote`` is next).
         """
-        need = self.bytes_held + extra - self.budget_bytes
-        chosen: list[str] = []
-        if need <= 0:
-            return chosen
-        refs = dict(self._refs)
-        for qid in self._lru:
-            chosen.append(qid)
-            for rid in self._queries[qid].members:
-                refs[rid] -= 1
-                if refs[rid] == 0:
-                    need -= self._sizes.get(rid, 0)
-            if need <= 0:
-                break
-        return chosen
+        return self._release_until_fits(self._lru, extra)
 
     def demote(self, extra: int) -> list[str]:
         """Pinned queries to take out of the store, newest first, so ``extra`` more bytes fit."""
+        pinned = sorted(self.pinned(), key=lambda q: self._queries[q].pinned_at, reverse=True)
+        return self._release_until_fits(pinned, extra)
+
+    def _release_until_fits(self, candidates: Iterable[str], extra: int) -> list[str]:
+        """The shortest prefix of ``candidates`` whose release frees room for ``extra`` bytes
+        (rows shared with queries that stay free nothing)."""
         need = self.bytes_held + extra - self.budget_bytes
         chosen: list[str] = []
         if need <= 0:
             return chosen
         refs = dict(self._refs)
-        pinned = sorted(self.pinned(), key=lambda q: self._queries[q].pinned_at, reverse=True)
-        for qid in pinned:
+        for qid in candidates:
             chosen.append(qid)
             for rid in self._queries[qid].members:
                 refs[rid] -= 1
