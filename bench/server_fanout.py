@@ -8,8 +8,10 @@ queries (issues of one project that are open, by priority, limit 50), so subscri
 shared. Four writer clients in a third process commit 40 batches/s of 5 row updates in total
 (status, priority, title of random issues) through ``POST /mutate``.
 
-Write-to-client latency of a poke = its arrival time minus the send time of the oldest commit it
-carries (the first version after the client's previous poke). Baseline, same run, same clients:
+Write-to-client latency = for each poke and each write whose rows it puts (a row's ``_v`` newer
+than the client's previous poke; rows refilled into a window keep their older ``_v``), the
+poke's arrival minus the send time of that write's POST (the oldest, when several writers'
+batches committed under one version). Baseline, same run, same clients:
 a raw sse-starlette app that streams one pre-encoded event of the same size as an average poke
 as fast as the connections take it — the fan-out ceiling. ``delivered_ratio`` is our delivered
 events/s over that ceiling. At 200 writes/s the workload itself bounds it: a commit changes the
@@ -90,6 +92,8 @@ def _serve_sync(port: int, db: str, out: str, incremental: bool) -> None:
     from queryplanner import Schema
     from server import create_app
 
+    if os.environ.get("QS_SWITCH"):
+        sys.setswitchinterval(float(os.environ["QS_SWITCH"]))
     app = create_app(
         Schema.load(SCHEMA_PATH), db_path=db, anonymous=True, incremental=incremental
     )
@@ -176,18 +180,12 @@ class Stats:
     def __init__(self) -> None:
         self.events = 0
         self.bytes = 0
-        self.seen: list[tuple[int, int, float]] = []  # (first version, version, arrival)
+        self.seen: list[tuple[int, float]] = []  # (version of a write, arrival of its rows)
         self.measuring = False
 
     def latencies_ms(self, sent_at: dict[int, float]) -> list[float]:
-        """Arrival minus the send time of the oldest commit each poke carries."""
-        out = []
-        for first, version, arrived in self.seen:
-            for v in range(first, version + 1):
-                if v in sent_at:
-                    out.append((arrived - sent_at[v]) * 1000)
-                    break
-        return out
+        """Per poke and per write it delivers: arrival minus the write's POST send time."""
+        return [(arrived - sent_at[v]) * 1000 for v, arrived in self.seen if v in sent_at]
 
 
 async def _client(url: str, cid: str, stats: Stats, stop: asyncio.Event, ours: bool) -> None:
@@ -208,9 +206,17 @@ async def _client(url: str, cid: str, stats: Stats, stop: asyncio.Event, ours: b
                 stats.events += 1
                 stats.bytes += len(sse.data)
                 if ours:
-                    version = orjson.loads(sse.data)["version"]
-                    first = (last_version if last_version is not None else version - 1) + 1
-                    stats.seen.append((first, version, now))
+                    poke = orjson.loads(sse.data)
+                    version = poke["version"]
+                    # The writes this poke delivers: rows it puts that changed after the
+                    # client's previous poke (rows refilled into a window keep an older _v).
+                    fresh = {
+                        row["_v"]
+                        for rows in poke["put"].values()
+                        for row in rows
+                        if last_version is None or row["_v"] > last_version
+                    }
+                    stats.seen.extend((v, now) for v in fresh)
                     last_version = version
 
 
