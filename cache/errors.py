@@ -50,6 +50,7 @@ class ServerError(CacheError):
     def __init__(self, status: int, code: str, message: str, body: Any = None) -> None:
         self.status = status
         self.code = code
+        self.message = message
         self.body = body
         super().__init__(f"Server answered {status} {code}: {message}")
 
