@@ -17,6 +17,7 @@ from queryplanner import Schema
 from queryplanner.errors import QueryPlannerError
 
 from .auth import make_token
+from .db import DatabaseUnavailable, check_available
 from .permissions import Permissions
 
 
@@ -34,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    check_available(args.db)  # one clear line now, not uvicorn's startup traceback later
     app = create_app(
         schema, db_path=str(args.db), rules=permissions, secret=secret, anonymous=args.anonymous
     )
@@ -98,12 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     for add in COMMANDS:
         add(sub)
     args = parser.parse_args(argv)
+    return run_command(args.run, args)
+
+
+def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; the errors a user can fix become one line on stderr, no traceback."""
     try:
-        code: int = args.run(args)
+        return run(args)
     except QueryPlannerError as exc:
         print(f"querysync: {exc}", file=sys.stderr)
         return 2
-    return code
+    except DatabaseUnavailable as exc:
+        print(f"querysync: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

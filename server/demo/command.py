@@ -19,6 +19,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from queryplanner import Schema
+from server.cli import run_command
+from server.db import check_available
 
 from .seed import SCHEMA_PATH, add_arguments, seed, seeded
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     schema = Schema.load(args.schema)
     db = Path(args.db)
     db.parent.mkdir(parents=True, exist_ok=True)
+    check_available(db)  # another server on this file: one clear line, before seeding
     if not seeded(db):
         seed(db, issues=args.issues, comments=args.comments, github_json=args.from_github_json,
              schema=schema)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="querysync demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_demo_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_command(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
