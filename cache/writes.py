@@ -265,9 +265,9 @@ def classify(error: ServerError, batch: Sequence[Mapping[str, Any]]) -> Refusal:
     if error.status == 409 and error.code == "mutation_order":
         last, expected = extra.get("lastMutationId"), extra.get("expected")
         if isinstance(last, int):
-            return Refusal("renumber", last=last)
+            return Refusal("renumber", reason=str(error), last=last)
         if isinstance(expected, int):
-            return Refusal("renumber", last=expected - 1)
+            return Refusal("renumber", reason=str(error), last=expected - 1)
         return Refusal("retry", reason=str(error))
     if error.status == 413 and len(batch) > 1:
         return Refusal("split", reason=str(error))

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from cache import Client, Snapshot
 from queryplanner import Schema, col, table
 from server import create_app
-from server.testing import RunningServer, db_rows, issue, serve_app
+from server.testing import Api, RunningServer, db_rows, issue, serve_app
 
 from ._live import Recorder, client_for, online, run, seed
 
@@ -109,6 +110,37 @@ def test_uncovered_aggregate_with_a_filter_matches_duckdb(demo_schema: Schema) -
             assert snap.source == "server"
             rec.dispose()
             await writer.close()
+            await client.close()
+
+    run(body)
+
+
+def test_offloaded_aggregate_resumes_after_the_server_restarts(
+    demo_schema: Schema, tmp_path: Path
+) -> None:
+    """The live ``POST /query`` drops with the server; the client re-opens it (backoff) and
+    the subscription follows writes made after the restart."""
+    db = str(tmp_path / "server.duckdb")
+
+    async def body() -> None:
+        with serve_app(create_app(demo_schema, db_path=db, anonymous=True)) as first:
+            seed(first.url).close()
+            port = int(first.url.rsplit(":", 1)[1])
+            client = client_for(first.url, demo_schema)
+            await client.start()
+            rec = Recorder(client.subscribe(BY_STATUS))
+            await rec.matching(lambda s: groups(s) == oracle(first), "the first aggregate")
+        with serve_app(create_app(demo_schema, db_path=db, anonymous=True), port=port) as srv:
+            api = Api(srv.url, "restart-writer")
+            api.mutate({"op": "update", "table": "issue", "key": [2], "set": {"status": "done"}})
+            api.close()
+            expected = oracle(srv)
+            assert "done" in expected
+            snap = await rec.matching(
+                lambda s: groups(s) == expected, "the aggregate after restart"
+            )
+            assert snap.source == "server" and not rec.errors
+            rec.dispose()
             await client.close()
 
     run(body)
