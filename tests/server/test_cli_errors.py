@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from queryplanner import Schema
+from server.cli import main
 from server.db import DatabaseLocked, check_available
 from server.demo.process import free_port
 from server.testing import run_server
@@ -93,3 +94,14 @@ def test_check_available_names_the_process_holding_the_file(tmp_path: Path) -> N
     check_available(db)
     check_available(tmp_path / "missing.duckdb")
     assert not (tmp_path / "missing.duckdb").exists()
+
+
+def test_a_file_that_is_not_a_duckdb_database_is_one_line_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "notes.duckdb"
+    db.write_text("not a database\n")
+    code = main(["serve", "--schema", str(SCHEMA), "--db", str(db), "--anonymous"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"querysync: Cannot open {db}: ") and "not a valid DuckDB" in err
