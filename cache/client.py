@@ -531,7 +531,7 @@ class Client(Writes):
         """A hydrating query's partial answers are coalesced: re-reading a growing result on
         every poke would make hydration quadratic. One snapshot per interval, then the
         complete one; the interval grows with the cost of reading the partial result (at most
-        a fifth of the loop's time goes to partial snapshots of a large hydration)."""
+        a tenth of the loop's time goes to partial snapshots of a large hydration)."""
         if live.emit_scheduled:
             return
         live.emit_scheduled = True
@@ -543,7 +543,7 @@ class Client(Writes):
                 self._emit_local(live)
                 live.emit_cost = time.perf_counter() - t0
 
-        delay = max(PARTIAL_EMIT_INTERVAL, 4 * live.emit_cost)
+        delay = max(PARTIAL_EMIT_INTERVAL, 9 * live.emit_cost)
         asyncio.get_running_loop().call_later(delay, emit)
 
     @_locked

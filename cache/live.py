@@ -63,8 +63,15 @@ def identity_columns(schema: Schema, query: Query) -> tuple[str, ...]:
 def diff(
     before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]], ident: tuple[str, ...]
 ) -> Changes:
-    old = {tuple(r.get(k) for k in ident): r for r in before}
-    new = {tuple(r.get(k) for k in ident): r for r in after}
+    old: dict[tuple[Any, ...], Mapping[str, Any]]
+    new: dict[tuple[Any, ...], Mapping[str, Any]]
+    if len(ident) == 1:  # the usual single-column key, without a generator per row
+        (name,) = ident
+        old = {(r.get(name),): r for r in before}
+        new = {(r.get(name),): r for r in after}
+    else:
+        old = {tuple(r.get(k) for k in ident): r for r in before}
+        new = {tuple(r.get(k) for k in ident): r for r in after}
     return Changes(
         tuple(k for k in new if k not in old),
         tuple(k for k in old if k not in new),

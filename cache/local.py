@@ -35,7 +35,7 @@ from queryplanner.coverage_index import CoverageIndex
 from queryplanner.protocol import Poke
 from queryplanner.query import to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
-from queryplanner.wire import decode_key, decode_value, encode_row
+from queryplanner.wire import decode_key, decode_value, tuple_encoder
 
 from .batch import RowBatch
 from .budget import Budget, RowId
@@ -118,18 +118,20 @@ class LocalState(PendingLayer):
             self.answers[qid] = (stamp, tuple(rows))
         return rows
 
+    def _select_wire(self, table: str, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        names, tuples = self.store.select_tuples(sql, params)
+        encode = tuple_encoder(self.schema.table(table), names)
+        return [encode(values) for values in tuples]
+
     def _run(self, query: Query) -> list[dict[str, Any]]:
         if not query.related:
             c = compile_select(query, self.schema)
-            rows = self.store.select(c.sql, c.params)
             if query.aggregate is not None:
-                return rows
-            t = self.schema.table(query.table)
-            return [encode_row(t, r) for r in rows]
+                return self.store.select(c.sql, c.params)
+            return self._select_wire(query.table, c.sql, c.params)
         by_path: dict[str, list[dict[str, Any]]] = {}
         for rs in compile_row_sets(query, self.schema):
-            t = self.schema.table(rs.table)
-            by_path[rs.key] = [encode_row(t, r) for r in self.store.select(rs.sql, rs.params)]
+            by_path[rs.key] = self._select_wire(rs.table, rs.sql, rs.params)
         nested = nest_rows(query, self.schema, by_path)
         return [dict(r) for r in nested]
 

@@ -284,6 +284,13 @@ class LocalStore:
         names = [d[0] for d in cur.description or ()]
         return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
 
+    def select_tuples(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows as tuples: large results skip the per-row dict."""
+        cur = self.con.execute(sql, list(params))
+        return [d[0] for d in cur.description or ()], cur.fetchall()
+
     def count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()
         return int(row[0]) if row else 0

@@ -214,6 +214,27 @@ SortKey = tuple[Any, ...]
 def compile_sort_key(order_by: tuple[OrderBy, ...]) -> Callable[[Row], SortKey]:
     """A key function giving the query's total order; NULL sorts last in both directions."""
     parts = tuple((o.column, o.descending) for o in order_by)
+    if len(parts) == 1:
+        ((c1, d1),) = parts
+
+        def key1(row: Row) -> SortKey:
+            v1 = row[c1]
+            return ((1, 0) if v1 is None else (0, _Desc(v1) if d1 else v1),)
+
+        return key1
+    if len(parts) == 2:
+        # The common shape (one column, then the primary-key tiebreak) without the loop: a
+        # hydration computes this key for every row.
+        (c1, d1), (c2, d2) = parts
+
+        def key2(row: Row) -> SortKey:
+            v1, v2 = row[c1], row[c2]
+            return (
+                (1, 0) if v1 is None else (0, _Desc(v1) if d1 else v1),
+                (1, 0) if v2 is None else (0, _Desc(v2) if d2 else v2),
+            )
+
+        return key2
 
     def key(row: Row) -> SortKey:
         out: list[Any] = []

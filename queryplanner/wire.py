@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -63,6 +63,47 @@ def encode_value(column: Column, value: Any) -> Any:
 def encode_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
     """Python values (as DuckDB returns them) -> the JSON object sent on the wire."""
     return {c.name: encode_value(c, row.get(c.name)) for c in table.columns if c.name in row}
+
+
+_CONVERTED = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})  # what encode_value changes
+
+
+def tuple_encoder(
+    table: Table, names: Sequence[str], *, keep: Sequence[str] = ()
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """``encode_row`` for rows fetched as tuples of the columns ``names``, in a hot loop.
+
+    Only the timestamp and json columns go through ``encode_value`` (the others are sent as
+    DuckDB returns them), so a large result costs one dict per row, not a call per value.
+    Names that are not columns of ``table`` are dropped, except those in ``keep`` (``_v``).
+    """
+    wanted = [(i, n) for i, n in enumerate(names) if table.has_column(n) or n in keep]
+    converted = [
+        (n, table.column(n)) for _, n in wanted
+        if table.has_column(n) and table.column(n).type in _CONVERTED
+    ]
+    if len(wanted) == len(names):
+        plain: Callable[[Sequence[Any]], dict[str, Any]] = lambda values: dict(  # noqa: E731
+            zip(names, values, strict=True)
+        )
+    else:
+        idx = [i for i, _ in wanted]
+        out_names = [n for _, n in wanted]
+        plain = lambda values: dict(  # noqa: E731
+            zip(out_names, [values[i] for i in idx], strict=True)
+        )
+    if not converted:
+        return plain
+
+    def encode(values: Sequence[Any]) -> dict[str, Any]:
+        row = plain(values)
+        for name, column in converted:
+            value = row[name]
+            if value is not None:
+                row[name] = encode_value(column, value)
+        return row
+
+    return encode
 
 
 def decode_value(table: Table, column: Column, value: Any) -> Any:

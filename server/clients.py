@@ -146,8 +146,12 @@ class PokeBuilder:
         for k in rows:
             self._dec(k)
 
-    def sync_to(self, subs: Iterable[Subscription]) -> None:
-        """Recompute the held rows from scratch: exact whatever happened since the last poke."""
+    def sync_to(self, subs: Iterable[Subscription], *, cleared: bool = False) -> None:
+        """Recompute the held rows from scratch: exact whatever happened since the last poke.
+
+        ``cleared``: the client holds nothing (a fresh stream or a reset), so every row is a
+        hydration row (``fresh``): the early pokes may carry them in encoded blocks.
+        """
         self.fresh.clear()
         target: Counter[RowKey] = Counter()
         rows: dict[RowKey, WireRow] = {}
@@ -164,6 +168,8 @@ class PokeBuilder:
             held = self.rec.held.get(k)
             if held is None or held[1] != row[VERSION_COLUMN]:
                 self.puts[k] = row
+                if cleared:
+                    self.fresh.add(k)
             self.rec.held[k] = [n, row[VERSION_COLUMN]]
 
     def pokes(self, schema: Schema, fragments: Fragments, max_bytes: int) -> list[Poke]:

@@ -463,7 +463,7 @@ class SyncEngine:
             b.puts.clear()
             b.dels.clear()
         # Whatever happened since the last poke: bring the held rows to the subscriptions.
-        b.sync_to(d.sub for d in rec.desired.values())
+        b.sync_to((d.sub for d in rec.desired.values()), cleared=kind != "resumed")
         for qid, d in rec.desired.items():
             if not d.complete or kind != "resumed":
                 d.complete = True

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -135,7 +136,10 @@ class IncrementalMaintainer:
         slot[2].add(sid)
         self._subs[sid] = sub
         sub.result = {}
-        self._apply(sub, initial)
+        if any(r.at for r in initial.added):
+            self._apply(sub, initial)
+        else:
+            self._load(sub, initial)
 
     def remove(self, sub: Subscription) -> None:
         self._rerun.pop(id(sub), None)
@@ -197,6 +201,18 @@ class IncrementalMaintainer:
         delta = diff(old, sub.result)
         if delta:
             yield sub, delta
+
+    def _load(self, sub: Subscription, change: ResultChange) -> None:
+        """A new subscription's rows, all at the root: ``_apply`` without its diff and
+        junction bookkeeping (a 100k-row hydration spends its time here)."""
+        assert sub.ivm is not None
+        book: _Book = sub.ivm[3]
+        occ, counts, result, wire_row = book.occ, book.counts, sub.result, self._wire_row
+        for r in change.added:
+            k = (r.table, r.key)
+            occ[((), r.table, r.key)] = r.row
+            counts[k] = 1
+            result[k] = wire_row(r.table, r.key, r.row)
 
     def _apply(self, sub: Subscription, change: ResultChange) -> SubDelta:
         assert sub.ivm is not None
@@ -339,10 +355,18 @@ class IncrementalMaintainer:
                     tuple(c.name for c in cols),
                     tuple(c for c in cols if c.type in _CONVERTED),
                 )
-            wire = {name: row[name] for name in enc[0] if name in row}
+            # The store's rows hold exactly the columns and _v: copy them whole (in C).
+            if len(row) == len(enc[0]) + 1:
+                wire = dict(row)
+            else:
+                wire = {name: row[name] for name in enc[0] if name in row}
             for col in enc[1]:
                 value = wire.get(col.name)
-                if value is not None:
+                if value is None:
+                    continue
+                if isinstance(value, datetime):
+                    wire[col.name] = value.isoformat()  # encode_value's, without the call
+                else:
                     wire[col.name] = encode_value(col, value)
             wire[VERSION_COLUMN] = row[VERSION_COLUMN]
             self._wire[wk] = wire

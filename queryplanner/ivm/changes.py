@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..predicate import row_key
 from ..schema import Schema
@@ -85,9 +85,11 @@ def _split(schema: Schema, batch: Iterable[RowChange]) -> Iterable[RowChange]:
         yield change
 
 
-@dataclass(frozen=True)
-class ResultRow:
-    """One occurrence of a row in a result: where it sits, its table, key and image."""
+class ResultRow(NamedTuple):
+    """One occurrence of a row in a result: where it sits, its table, key and image.
+
+    A named tuple, not a frozen dataclass: a hydration makes one per row.
+    """
 
     at: Path
     table: str

@@ -128,14 +128,16 @@ class Node:
         assert self.parent is not None and self.level.rel is not None
         return self.level.select(related_rows(self.ctx.store, self.level.rel, self.parent))
 
-    def hydrate(self, rows: list[Row] | None = None) -> None:
+    def hydrate(self, rows: list[Row] | None = None, *, record: bool = True) -> None:
+        """Fill the window; ``record=False`` (a subscription's first hydration, whose delta
+        is dropped) skips the per-row delta when no child level needs the emitted rows."""
         if rows is None:
             rows = self.fetch_children() if self.parent is not None else []
         for level in self.level.children:
             if level.rel is not None:
                 # One batched read per child table instead of one lookup per row.
                 prefetch_related(self.ctx.store, level.rel, rows)
-        self.window.load(rows, self.emit)
+        self.window.load(rows, None if not record and not self.level.children else self.emit)
 
     def rebuild(self) -> None:
         """Recompute a child window from the store and emit only the difference."""
@@ -255,10 +257,12 @@ class Node:
         return out
 
     def occurrences(self) -> list[tuple[Path, str, Key, Row]]:
+        at, table = self.at, self.level.table
+        if not self.children:
+            return [(at, table, key, row) for key, row in self.window.items()]
         out: list[tuple[Path, str, Key, Row]] = []
-        for row in self.window.rows():
-            key = row_key(self.level.pk, row)
-            out.append((self.at, self.level.table, key, row))
+        for key, row in self.window.items():
+            out.append((at, table, key, row))
             for child in self.children.get(key, ()):
                 out.extend(child.occurrences())
         return out

@@ -37,7 +37,7 @@ class RowView:
     def hydrate(self) -> ResultChange:
         q = self.query
         rows = list(self.ctx.store.scan(Query(q.table, q.where, q.order_by, q.limit, q.start)))
-        self.root.hydrate(rows)
+        self.root.hydrate(rows, record=False)
         self.delta = Delta()
         self.dirty.clear()
         return ResultChange(added=self.occurrences(), reset=True)
@@ -66,7 +66,7 @@ class RowView:
         return self.root.nested()
 
     def occurrences(self) -> tuple[ResultRow, ...]:
-        return tuple(ResultRow(*o) for o in self.root.occurrences())
+        return tuple(map(ResultRow._make, self.root.occurrences()))
 
     def holds(self, key: Key) -> bool:
         return key in self.root.window
