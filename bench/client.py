@@ -2,7 +2,7 @@
 
     python bench/client.py [--rows 100000] [--load-mb 300] [--budget-mb 100]
 
-1. Hydration over loopback: a real sync server (``server.testing.run_server``) on 127.0.0.1
+1. Hydration over loopback: a real sync server (``querysync serve``, its own process) on 127.0.0.1
    whose DuckDB holds --rows ~1 KB issues (React issues from ../shared/data/react-issues.json.gz
    mapped onto the demo's issue table, generated when absent); a ``cache.Client`` subscribes to
    all of them and the clock runs from ``subscribe`` to the complete snapshot (server query,
@@ -41,9 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
 import os
+import socket
+import subprocess
 import tempfile
 
 import duckdb
+import httpx
 from _harness import Metric, percentile, report, time_each
 
 from cache import Client
@@ -54,7 +57,7 @@ from cache.store import LocalStore
 from queryplanner import Query, Schema, bind, col, table
 from queryplanner.protocol import Poke, parse_event
 from server.demo.seed import create_tables
-from server.testing import Api, StreamReader, run_server
+from server.testing import Api, StreamReader
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Schema.load(ROOT / "server" / "demo" / "schema.json")
@@ -116,19 +119,48 @@ def server_db(path: str, rows: list[dict[str, object]]) -> None:
     con.close()
 
 
+def _serve(db: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``querysync serve`` in its own process, as a deployed server runs (its own GIL)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--schema",
+         str(ROOT / "server" / "demo" / "schema.json"), "--db", db, "--port", str(port),
+         "--anonymous", "--log-level", "warning"],
+        cwd=ROOT, stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server process exited")
+        try:
+            httpx.get(url + "/schema", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{url} did not come up")
+
+
 def loopback(rows: list[dict[str, object]], q_all: Query) -> tuple[float, float]:
-    """Seconds to hydrate ``q_all`` through a real server on loopback: for a bare SSE reader
-    (the server's own delivery rate, the ceiling) and for ``cache.Client`` (subscribe to the
-    complete snapshot)."""
+    """Seconds to hydrate ``q_all`` through a real server on loopback (in its own process):
+    for a bare SSE reader (the server's own delivery rate, the ceiling) and for
+    ``cache.Client`` (subscribe to the complete snapshot)."""
     tmp = tempfile.mkdtemp(prefix="qs-bench-")
     db = os.path.join(tmp, "server.duckdb")
     server_db(db, rows)
-    with run_server(SCHEMA, db, anonymous=True) as url:
+    proc, url = _serve(db)
+    # The reader's query selects the same rows under another id: both start cold, neither
+    # reuses the other's server-side subscription.
+    q_reader = bind(table("issue").where(col("project_id") >= 1).build(), SCHEMA)
+    try:
         reader = StreamReader(url, "bench-raw-reader")
         api = Api(url, "bench-raw-reader")
         t0 = time.perf_counter()
-        api.add_query(SCHEMA, q_all.to_json())
-        reader.wait_for(lambda evs: any(e.name == "poke" and q_all.id in e.data["complete"]
+        api.add_query(SCHEMA, q_reader.to_json())
+        reader.wait_for(lambda evs: any(e.name == "poke" and q_reader.id in e.data["complete"]
                                         for e in evs), 600)
         raw_seconds = time.perf_counter() - t0
         reader.close()
@@ -149,6 +181,9 @@ def loopback(rows: list[dict[str, object]], q_all: Query) -> tuple[float, float]
             return seconds
 
         return raw_seconds, asyncio.run(run())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def live_subscriptions(n: int) -> list[Query]:
