@@ -23,6 +23,8 @@ from .changes import Delta, Key, Path, Row
 from .store import Store, StoreRelated, is_linked, prefetch_related, related_rows, values_of
 from .window import Window
 
+ROOT_SPARE = 64  # at most this many spare rows past a root window's limit
+
 RelKey = tuple[str, str]  # (source table, relationship name)
 
 
@@ -112,7 +114,11 @@ class Node:
         self.level = level
         self.parent = parent
         self.at = at
-        self.window = Window(level.sort_key, level.pk, level.query.limit)
+        limit = level.query.limit
+        # A root window keeps spare rows past its limit: a row leaving lets the next one in
+        # without a store read (a refill is a query; a child window is rebuilt instead).
+        spare = 0 if parent is not None or not limit else min(max(limit, 16), ROOT_SPARE)
+        self.window = Window(level.sort_key, level.pk, limit, spare)
         self.children: dict[Key, list[Node]] = {}
         self.closed = False
         self.stale = False
@@ -161,7 +167,7 @@ class Node:
         if self.closed:
             return
         new = row if row is not None and self._admits(row) else None
-        if new is None and key not in self.window:
+        if new is None and not self.window.has(key):
             return
         self.window.change(key, new, self.emit)
         if self.window.needs_refill:

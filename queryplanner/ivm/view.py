@@ -36,7 +36,8 @@ class RowView:
 
     def hydrate(self) -> ResultChange:
         q = self.query
-        rows = list(self.ctx.store.scan(Query(q.table, q.where, q.order_by, q.limit, q.start)))
+        limit = self.root.window.capacity  # the limit and the root window's spare rows
+        rows = list(self.ctx.store.scan(Query(q.table, q.where, q.order_by, limit, q.start)))
         self.root.hydrate(rows, record=False)
         self.delta = Delta()
         self.dirty.clear()

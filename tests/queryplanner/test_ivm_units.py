@@ -179,3 +179,62 @@ def test_an_edit_of_the_primary_key_is_a_delete_and_an_insert(demo_schema: Schem
     assert engine.rows("s") == evaluate(q, demo_schema, store.rows("issue"))
     assert [r.key for r in out["s"].removed] == [(5,)]
     assert [r.key for r in out["s"].added] == [(3,)]
+
+
+# -- a window with spare rows past its limit -----------------------------------------------
+
+_OPS = st.lists(
+    st.tuples(st.integers(0, 11), st.one_of(st.none(), st.integers(0, 5))), max_size=40
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    start=st.dictionaries(st.integers(0, 11), st.integers(0, 5), max_size=12),
+    limit=st.integers(1, 4),
+    spare=st.integers(1, 3),
+    ops=_OPS,
+)
+def test_window_with_spares_shows_the_first_limit_rows_and_emits_every_crossing(
+    start: dict[int, int], limit: int, spare: int, ops: list[tuple[int, int | None]]
+) -> None:
+    """Against a plain model (the matching rows sorted, the first ``limit`` of them): after
+    every change (and the refill the owner does when asked) the visible rows are those, and
+    the emitted entries and leavings, replayed, give the same set."""
+    from queryplanner.ivm.window import Window
+    from queryplanner.predicate import compile_sort_key
+    from queryplanner.query import OrderBy
+
+    order = compile_sort_key((OrderBy("v", False), OrderBy("id", False)))
+    matching = {k: {"id": k, "v": v} for k, v in start.items()}
+
+    def ordered() -> list[dict[str, int]]:
+        return sorted(matching.values(), key=order)
+
+    window = Window(order, ("id",), limit, spare)
+    window.load(ordered()[: limit + spare], None)
+    seen = {(r["id"],): r for r in ordered()[:limit]}
+
+    def emit(key: Any, before: Any, after: Any) -> None:
+        assert (key in seen) == (before is not None), (key, before)
+        if after is None:
+            del seen[key]
+        else:
+            seen[key] = after
+
+    for key, value in ops:
+        if value is None:
+            matching.pop(key, None)
+            window.change((key,), None, emit)
+        else:
+            matching[key] = {"id": key, "v": value}
+            window.change((key,), matching[key], emit)
+        if window.needs_refill:
+            last = window.last()
+            after = [r for r in ordered() if last is None or order(r) > order(last)]
+            asked = window.wanted()
+            window.refill(after[:asked], asked, emit)
+        expected = ordered()[:limit]
+        assert [r["id"] for r in window.rows()] == [r["id"] for r in expected]
+        assert seen == {(r["id"],): r for r in expected}
+        assert all(((r["id"],) in window) for r in expected)
