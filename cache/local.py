@@ -118,17 +118,20 @@ class LocalState(PendingLayer):
             self.answers[qid] = (stamp, tuple(rows))
         return rows
 
-    def _select_wire(self, table: str, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    def _select_wire(
+        self, table: str, sql: str, params: Sequence[Any], *, iso_timestamps: bool = False
+    ) -> list[dict[str, Any]]:
         names, tuples = self.store.select_tuples(sql, params)
-        encode = tuple_encoder(self.schema.table(table), names)
+        encode = tuple_encoder(self.schema.table(table), names, iso_timestamps=iso_timestamps)
         return [encode(values) for values in tuples]
 
     def _run(self, query: Query) -> list[dict[str, Any]]:
         if not query.related:
-            c = compile_select(query, self.schema)
             if query.aggregate is not None:
+                c = compile_select(query, self.schema)
                 return self.store.select(c.sql, c.params)
-            return self._select_wire(query.table, c.sql, c.params)
+            c = compile_select(query, self.schema, iso_timestamps=True)
+            return self._select_wire(query.table, c.sql, c.params, iso_timestamps=True)
         by_path: dict[str, list[dict[str, Any]]] = {}
         for rs in compile_row_sets(query, self.schema):
             by_path[rs.key] = self._select_wire(rs.table, rs.sql, rs.params)

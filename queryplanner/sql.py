@@ -92,12 +92,14 @@ def compile_select(
     *,
     rules: Rules | None = None,
     columns: Sequence[str] | None = None,
+    iso_timestamps: bool = False,
 ) -> CompiledSQL:
     """The root rows of a bound query (or the groups of an aggregate query) as one SELECT.
 
     Rows have all the table's columns in schema order (or ``columns``, kept in schema order);
     related children are not included (see ``compile_row_sets``). Groups have the groupBy
     columns, then the measures by alias, ordered by the groupBy columns (NULLS LAST).
+    ``iso_timestamps``: the rows' timestamps as the wire's ISO text (not for aggregates).
     """
     table = schema.table(query.table)
     em = Emitter(schema, rules)
@@ -105,7 +107,10 @@ def compile_select(
     if query.aggregate is not None:
         frag = _aggregate(em, query, table, alias)
     else:
-        frag = select_rows(em, query, table, alias, select_columns(table, columns))
+        frag = select_rows(
+            em, query, table, alias, select_columns(table, columns),
+            iso_timestamps=iso_timestamps,
+        )
     return CompiledSQL(frag.sql, frag.params)
 
 

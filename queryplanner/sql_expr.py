@@ -33,7 +33,7 @@ from .query import (
     Query,
     Start,
 )
-from .schema import Relationship, Schema, Table
+from .schema import ColumnType, Relationship, Schema, Table
 
 Rules = Mapping[str, Condition]
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -248,11 +248,36 @@ def select_columns(table: Table, columns: Sequence[str] | None = None) -> list[s
     return [c for c in table.column_names if c in wanted]
 
 
+def iso_text(ref: str) -> str:
+    """A timestamp as the wire's ISO text, exactly Python's ``datetime.isoformat()`` (no
+    fraction when the microseconds are 0): DuckDB formats a large result faster than Python."""
+    return (
+        f"CASE WHEN microsecond({ref}) % 1000000 = 0 THEN strftime({ref}, '%Y-%m-%dT%H:%M:%S') "
+        f"ELSE strftime({ref}, '%Y-%m-%dT%H:%M:%S.%f') END"
+    )
+
+
 def select_rows(
-    em: Emitter, query: Query, table: Table, alias: str, columns: Sequence[str]
+    em: Emitter,
+    query: Query,
+    table: Table,
+    alias: str,
+    columns: Sequence[str],
+    *,
+    iso_timestamps: bool = False,
 ) -> Frag:
-    """``SELECT columns FROM table WHERE where+rule+start ORDER BY ... LIMIT ?``."""
-    head = ", ".join(colref(alias, table, c) for c in columns)
+    """``SELECT columns FROM table WHERE where+rule+start ORDER BY ... LIMIT ?``.
+
+    ``iso_timestamps``: timestamp columns come out as the wire's ISO text (``iso_text``).
+    """
+
+    def head_of(c: str) -> str:
+        ref = colref(alias, table, c)
+        if iso_timestamps and table.column(c).type is ColumnType.TIMESTAMP:
+            return f"{iso_text(ref)} AS {ident(c)}"
+        return ref
+
+    head = ", ".join(head_of(c) for c in columns)
     frag = Frag(f"SELECT {head} FROM {ident(table.name)} AS {alias} WHERE ") + where_sql(
         em, query, table, alias
     )

@@ -69,18 +69,27 @@ _CONVERTED = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})  # what encode_v
 
 
 def tuple_encoder(
-    table: Table, names: Sequence[str], *, keep: Sequence[str] = ()
+    table: Table,
+    names: Sequence[str],
+    *,
+    keep: Sequence[str] = (),
+    iso_timestamps: bool = False,
 ) -> Callable[[Sequence[Any]], dict[str, Any]]:
     """``encode_row`` for rows fetched as tuples of the columns ``names``, in a hot loop.
 
     Only the timestamp and json columns go through ``encode_value`` (the others are sent as
-    DuckDB returns them), so a large result costs one dict per row, not a call per value.
-    Names that are not columns of ``table`` are dropped, except those in ``keep`` (``_v``).
+    DuckDB returns them), so a large result costs one dict per row, not a call per value;
+    with ``iso_timestamps`` the timestamps are already the wire's text (see
+    ``sql_expr.iso_text``). Names that are not columns of ``table`` are dropped, except
+    those in ``keep`` (``_v``).
     """
+    converting = (
+        frozenset({ColumnType.JSON}) if iso_timestamps else _CONVERTED
+    )
     wanted = [(i, n) for i, n in enumerate(names) if table.has_column(n) or n in keep]
     converted = [
         (n, table.column(n)) for _, n in wanted
-        if table.has_column(n) and table.column(n).type in _CONVERTED
+        if table.has_column(n) and table.column(n).type in converting
     ]
     if len(wanted) == len(names):
         plain: Callable[[Sequence[Any]], dict[str, Any]] = lambda values: dict(  # noqa: E731

@@ -8,6 +8,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from queryplanner import QueryError, Schema, parse_query
 from queryplanner.sql import (
@@ -333,3 +335,17 @@ def test_order_limit_after_delete_insert_cycles(demo_schema: Schema) -> None:
         for i in ids:
             con.execute('INSERT INTO "user" VALUES (?, ?, ?)', [i, "n", rnd.choice([None, "e"])])
         assert [r["id"] for r in fetch(con, c)] == sorted(ids)[:1]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+                min_size=1, max_size=50))
+def test_iso_text_is_pythons_isoformat(values: list[dt.datetime]) -> None:
+    """The wire's timestamp text formatted by DuckDB equals ``datetime.isoformat()``."""
+    from queryplanner.sql_expr import iso_text
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, c TIMESTAMP)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(values)))
+    got = con.execute(f"SELECT {iso_text('c')} FROM t ORDER BY i").fetchall()
+    assert [g for (g,) in got] == [v.isoformat() for v in values]
