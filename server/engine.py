@@ -259,11 +259,17 @@ class SyncEngine:
         # and the ones that arrive during this step are served between subscriptions.
         commands.sort(key=lambda c: not isinstance(c, Attach))
         self._between = lambda: self._serve_attaches(cur, version, builder, events)
+        # Inside one subscription's hydration too, but only attaches that cannot forget
+        # another user's record (that would remove subscriptions in the middle of an add).
+        self.maintainer.pause = lambda: self._serve_attaches(
+            cur, version, builder, events, safe_only=True
+        )
         try:
             self._commands_of_step(cur, version, commands, builder, builders, events)
             self._between()  # streams opened during the hydrations: hello before the encoding
         finally:
             self._between = _nothing
+            self.maintainer.pause = _nothing
         self._expire(events)
         self._poke_all(version, builders, events)
 
@@ -302,17 +308,29 @@ class SyncEngine:
         version: int,
         builder: Callable[[ClientRecord], PokeBuilder],
         events: dict[str, list[Event]],
+        *,
+        safe_only: bool = False,
     ) -> None:
         """Serve the attaches that arrived during this step now, and send their hellos.
 
         Safe to take out of order: a later Detach names its outbox (it no longer matches), and
-        a later ChangeQueries of the client hydrates into the attached stream.
+        a later ChangeQueries of the client hydrates into the attached stream. ``safe_only``
+        (inside a hydration): only the attaches of a new client id or of the same user.
         """
+
+        def now(c: Command) -> bool:
+            if not isinstance(c, Attach):
+                return False
+            if not safe_only:
+                return True
+            rec = self.records.get(c.client_id)
+            return rec is None or rec.user_id == c.user_id
+
         with self._lock:
-            if not any(isinstance(c, Attach) for c in self._commands):
+            if not any(now(c) for c in self._commands):
                 return
-            attaches = [c for c in self._commands if isinstance(c, Attach)]
-            rest = [c for c in self._commands if not isinstance(c, Attach)]
+            attaches = [c for c in self._commands if isinstance(c, Attach) and now(c)]
+            rest = [c for c in self._commands if not now(c)]
             self._commands.clear()
             self._commands.extend(rest)
         for cmd in attaches:

@@ -21,7 +21,7 @@ records no row images), and when the change log no longer reaches back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +79,9 @@ class IncrementalMaintainer:
         self._levels: dict[tuple[str, tuple[str, ...]], tuple[str, Relationship]] = {}
         self._wire: dict[tuple[str, tuple[Any, ...], Any], WireRow] = {}
         self._encoders: dict[str, tuple[tuple[str, ...], tuple[Column, ...]]] = {}
+        # Set by the sync engine during a step: serves the streams opened meanwhile. Called
+        # inside a hydration, so it must not add or remove subscriptions.
+        self.pause: Callable[[], None] = _nothing
         self._subs: dict[str, Subscription] = {}
         self.schema = schema
         self.store = DuckStore(schema, internal_schema(schema))
@@ -112,7 +115,10 @@ class IncrementalMaintainer:
         slot = self._engines.get(scope)
         if slot is None:
             scoped = ScopedStore(self.store, rules)
-            engine = Engine(self.schema, scoped, rehydrate_after=self.rehydrate_after)
+            engine = Engine(
+                self.schema, scoped, rehydrate_after=self.rehydrate_after,
+                pause=lambda: self.pause(),
+            )
             slot = self._engines[scope] = (engine, scoped, set())
         sid = f"s{self._next}"
         self._next += 1
@@ -208,11 +214,13 @@ class IncrementalMaintainer:
         assert sub.ivm is not None
         book: _Book = sub.ivm[3]
         occ, counts, result, wire_row = book.occ, book.counts, sub.result, self._wire_row
-        for r in change.added:
+        for n, r in enumerate(change.added, 1):
             k = (r.table, r.key)
             occ[((), r.table, r.key)] = r.row
             counts[k] = 1
             result[k] = wire_row(r.table, r.key, r.row)
+            if n % 5000 == 0:
+                self.pause()
 
     def _apply(self, sub: Subscription, change: ResultChange) -> SubDelta:
         assert sub.ivm is not None
@@ -378,3 +386,7 @@ _CONVERTED = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})  # see wire.enco
 
 def _depth(r: ResultRow) -> int:
     return len(r.at)
+
+
+def _nothing() -> None:
+    return None

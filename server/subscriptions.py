@@ -200,6 +200,10 @@ def has_exists(cond: Condition | None) -> bool:
 
 
 class Maintainer(Protocol):
+    # Called now and then inside a long ``add`` (set by the sync engine for a step): it may
+    # serve other work, but must not add or remove subscriptions.
+    pause: Callable[[], None]
+
     def begin(self, cur: duckdb.DuckDBPyConnection, version: int) -> None:
         """A step starts: ``cur`` is a read transaction at ``version`` until the next call."""
         ...
@@ -233,6 +237,9 @@ class Maintainer(Protocol):
 class RerunMaintainer:
     """Re-runs every subscription that reads a touched table, and diffs."""
 
+    def __init__(self) -> None:
+        self.pause: Callable[[], None] = _no_pause  # one query per add: nothing to pause
+
     def begin(self, cur: duckdb.DuckDBPyConnection, version: int) -> None:
         return None
 
@@ -262,3 +269,7 @@ class RerunMaintainer:
             sub.result = new
             if delta:
                 yield sub, delta
+
+
+def _no_pause() -> None:
+    return None

@@ -42,9 +42,11 @@ DEFAULT_REHYDRATE_AFTER = 2_000
 
 class Engine:
     def __init__(self, schema: Schema, store: Store, *,
-                 rehydrate_after: int = DEFAULT_REHYDRATE_AFTER) -> None:
+                 rehydrate_after: int = DEFAULT_REHYDRATE_AFTER,
+                 pause: Callable[[], None] | None = None) -> None:
+        """``pause``: called now and then during a long hydration (see ``Context.pause``)."""
         self.schema = schema
-        self.ctx = Context(schema, store)
+        self.ctx = Context(schema, store, pause)
         self.rehydrate_after = rehydrate_after
         self._views: dict[str, View] = {}
         self._index = SubscriptionIndex()

@@ -62,11 +62,16 @@ class LinkIndex:
 class Context:
     """What every node of every subscription shares: the schema, store and link index."""
 
-    def __init__(self, schema: Schema, store: Store) -> None:
+    def __init__(
+        self, schema: Schema, store: Store, pause: Callable[[], None] | None = None
+    ) -> None:
         self.schema = schema
         self.store = store
         self.related = StoreRelated(store)
         self.links = LinkIndex()
+        # Called every few hundred rows of a long hydration: the owner may serve other work
+        # there (the server answers new streams), as long as it does not touch this engine.
+        self.pause: Callable[[], None] = pause or _no_pause
 
 
 class Level:
@@ -143,7 +148,8 @@ class Node:
             if level.rel is not None:
                 # One batched read per child table instead of one lookup per row.
                 prefetch_related(self.ctx.store, level.rel, rows)
-        self.window.load(rows, None if not record and not self.level.children else self.emit)
+        emit = None if not record and not self.level.children else self.emit
+        self.window.load(rows, emit, self.ctx.pause if self.parent is None else None)
 
     def rebuild(self) -> None:
         """Recompute a child window from the store and emit only the difference."""
@@ -279,4 +285,8 @@ def _start_after(query: Query, row: Row) -> Start:
 
 
 def _silent(key: Key, before: Row | None, after: Row | None) -> None:
+    return None
+
+
+def _no_pause() -> None:
     return None

@@ -30,6 +30,7 @@ from ..predicate import SortKey, row_key
 from .changes import Key, Row
 
 Emit = Callable[[Key, Row | None, Row | None], None]
+PAUSE_ROWS = 500  # rows between two pauses of a hydration that emits row by row
 _first = itemgetter(0)
 
 
@@ -104,7 +105,9 @@ class Window:
         cap = self.capacity
         return None if cap is None else cap - len(self._entries)
 
-    def load(self, rows: Iterable[Row], emit: Emit | None) -> None:
+    def load(
+        self, rows: Iterable[Row], emit: Emit | None, pause: Callable[[], None] | None = None
+    ) -> None:
         """Fill an empty window from rows already in order (a hydration; at most
         ``capacity`` of them).
 
@@ -112,8 +115,10 @@ class Window:
         a few list operations instead of one call chain per row: a 100k-row hydration.
         """
         if emit is not None:
-            for row in rows:
+            for n, row in enumerate(rows, 1):
                 self._append(row, emit)
+                if pause is not None and n % PAUSE_ROWS == 0:
+                    pause()  # each row may open child windows: a long hydration
         else:
             rows = rows if isinstance(rows, list) else list(rows)
             pk = self._pk
