@@ -35,7 +35,7 @@ from queryplanner.coverage_index import CoverageIndex
 from queryplanner.protocol import Poke
 from queryplanner.query import to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
-from queryplanner.wire import decode_key, decode_value, tuple_encoder
+from queryplanner.wire import decode_key, tuple_encoder
 
 from .batch import RowBatch
 from .budget import Budget, RowId
@@ -223,7 +223,8 @@ class LocalState(PendingLayer):
                 keys = [self.row_id(t, k)[1] for k in keys]
             sizes.update(zip([(name, k) for k in keys], batch.sizes(), strict=True))
             changed.setdefault(name, set()).update(keys)
-            stored.setdefault(name, []).extend(zip(keys, self._python_rows(t, rows), strict=True))
+            # Wire rows: membership decodes only the timestamps a query's predicate reads.
+            stored.setdefault(name, []).extend(zip(keys, rows, strict=True))
         out.tables = set(puts) | set(dels)
         extra = sum(s - self.budget.size_of(rid) for rid, s in sizes.items()) - sum(
             self.budget.size_of(rid) for ids in dels.values() for rid in ids
@@ -265,23 +266,6 @@ class LocalState(PendingLayer):
             ((d.qid, d.query, d.tables) for d in self.desired.values()), changed, stored
         )
         self.collect_garbage()
-
-    def _python_rows(
-        self, t: Table, rows: Sequence[Mapping[str, Any]]
-    ) -> Sequence[Mapping[str, Any]]:
-        """Wire rows with timestamps as ``datetime`` (what predicates compare, like DuckDB)."""
-        ts = [c for c in t.columns if c.type is ColumnType.TIMESTAMP]
-        if not ts:
-            return rows
-        out = []
-        for r in rows:
-            row = dict(r)
-            for c in ts:
-                v = row.get(c.name)
-                if isinstance(v, str):
-                    row[c.name] = decode_value(t, c, v)
-            out.append(row)
-        return out
 
     def _enforce_budget(self) -> list[str]:
         """After a write: evict, then demote, until the store is within its budget again."""

@@ -26,7 +26,9 @@ from typing import Any, Literal
 
 from queryplanner import ColumnType, Query, Schema
 from queryplanner.predicate import Row, compile_predicate
+from queryplanner.query import And, Condition, Not, Or
 from queryplanner.sql import compile_row_sets
+from queryplanner.wire import decode_value
 
 from .batch import key_table
 from .budget import Budget, RowId
@@ -42,10 +44,23 @@ class _Plan:
     sql: str  # the query's (unwindowed) row set semi-joined with ``_qs_changed``
     params: tuple[Any, ...]
     predicate: Callable[[Row], bool]
+    timestamps: tuple[str, ...] = ()  # the timestamp columns the predicate reads
 
 
 def _never(row: Row) -> bool:
     return False
+
+
+def _columns(cond: Condition | None) -> set[str]:
+    """The columns a (single-table) condition reads."""
+    if cond is None:
+        return set()
+    if isinstance(cond, And | Or):
+        return set().union(*(_columns(t) for t in cond.terms))
+    if isinstance(cond, Not):
+        return _columns(cond.term)
+    column = getattr(cond, "column", None)
+    return {column} if isinstance(column, str) else set()
 
 
 class Membership:
@@ -78,9 +93,9 @@ class Membership:
         """Bring the budget's member sets of ``queries`` (id, query, tables read) up to date.
 
         ``rows`` may give, per table, every changed key that is still stored with its row
-        (Python values, as DuckDB returns them): the other changed keys are deleted. Then the
-        matches are decided by the queries' compiled predicates (``queryplanner.predicate``,
-        DuckDB's semantics) without a statement per query.
+        (wire values): the other changed keys are deleted. Then the matches are decided by the
+        queries' compiled predicates (``queryplanner.predicate``, DuckDB's semantics) without a
+        statement per query; only the timestamp columns a predicate reads are decoded.
         """
         for qid, query, tables in queries:
             if not tables & changed.keys():
@@ -95,7 +110,7 @@ class Membership:
             t = query.table
             stored = rows.get(t) if rows is not None else None
             if stored is not None:
-                hits = {k for k, r in stored if plan.predicate(r)}
+                hits = {k for k, r in stored if plan.predicate(self._python(t, plan, r))}
             else:
                 hits = self._matching(t, plan.sql, plan.params, keys)
             if plan.kind == "flat":
@@ -106,6 +121,18 @@ class Membership:
                 )
             elif hits or any(self.budget.holds_member(qid, (t, k)) for k in keys):
                 self.budget.set_members(qid, self.members(query))
+
+    def _python(self, table: str, plan: _Plan, row: Row) -> Row:
+        """A wire row with the timestamps the plan's predicate reads as ``datetime``."""
+        if not plan.timestamps:
+            return row
+        t = self.schema.table(table)
+        out = dict(row)
+        for name in plan.timestamps:
+            value = out.get(name)
+            if isinstance(value, str):
+                out[name] = decode_value(t, t.column(name), value)
+        return out
 
     def _plan(self, qid: str, query: Query, tables: frozenset[str]) -> _Plan:
         found = self._plans.get(qid)
@@ -132,7 +159,13 @@ class Membership:
         on = " AND ".join(f'm."{k}" = k."{k}"' for k in pk)
         sql = f"SELECT {cols} FROM ({root.sql}) AS m SEMI JOIN _qs_changed AS k ON {on}"
         predicate = compile_predicate(query.where, self.schema, query.table)
-        return _Plan(kind, sql, tuple(root.params), predicate)
+        timestamps = tuple(
+            sorted(
+                c for c in _columns(query.where)
+                if t.has_column(c) and t.column(c).type is ColumnType.TIMESTAMP
+            )
+        )
+        return _Plan(kind, sql, tuple(root.params), predicate, timestamps)
 
     def _matching(
         self, table: str, sql: str, params: tuple[Any, ...], keys: Collection[tuple[Any, ...]]
