@@ -92,8 +92,6 @@ def _serve_sync(port: int, db: str, out: str, incremental: bool) -> None:
     from queryplanner import Schema
     from server import create_app
 
-    if os.environ.get("QS_SWITCH"):
-        sys.setswitchinterval(float(os.environ["QS_SWITCH"]))
     app = create_app(
         Schema.load(SCHEMA_PATH), db_path=db, anonymous=True, incremental=incremental
     )
