@@ -41,6 +41,7 @@ class Usage:
     pinned: int
     demoted: tuple[str, ...] = ()
     warning: str | None = None
+    pending_bytes: int = 0  # the optimistic layer's bytes on top of ``bytes_held``
 
 
 @dataclass
@@ -65,6 +66,10 @@ class Budget:
         self._deadlines: dict[str, float] = {}
         self._seq = 0
         self.bytes_held = 0
+        # What the optimistic (pending) layer adds to the store beyond the server rows counted
+        # in ``bytes_held`` (set by the local state after laying the layer): evictions make
+        # room for it too, so the store as a whole stays within the budget.
+        self.pending_bytes = 0
 
     # -- rows ----------------------------------------------------------------------------
 
@@ -245,7 +250,7 @@ class Budget:
     def _release_until_fits(self, candidates: Iterable[str], extra: int) -> list[str]:
         """The shortest prefix of ``candidates`` whose release frees room for ``extra`` bytes
         (rows shared with queries that stay free nothing)."""
-        need = self.bytes_held + extra - self.budget_bytes
+        need = self.bytes_held + self.pending_bytes + extra - self.budget_bytes
         chosen: list[str] = []
         if need <= 0:
             return chosen
@@ -269,4 +274,5 @@ class Budget:
             sum(1 for e in self._queries.values() if e.pinned),
             tuple(demoted),
             warning,
+            self.pending_bytes,
         )

@@ -549,7 +549,9 @@ class Client(Writes):
     @_locked
     def _enforce_after_admit(self) -> None:
         with self.local.transaction():
-            demoted = self.local._enforce_budget()
+            evicted, demoted = self.local._enforce_budget()
+        if evicted:
+            self._spawn(self._declare([], evicted))
         if demoted:
             self._demote(demoted)
         self._publish_usage()

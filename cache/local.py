@@ -79,6 +79,7 @@ class LocalState(PendingLayer):
         self.desired: dict[str, Desired] = {}
         self.pending: list[Pending] = []
         self.shadow: dict[RowId, dict[str, Any] | None] = {}
+        self.overlay: dict[RowId, int] = {}  # bytes of each row a pending write laid (0: deleted)
         self.index = CoverageIndex(schema)
         self.membership = Membership(schema, store, budget)
         self.live = LiveEngine(schema, store)
@@ -247,10 +248,12 @@ class LocalState(PendingLayer):
                     self.index.remove(qid)
                     self.index.add(CompleteQuery(d.query, v, qid))
             self._refresh_members(changed, stored)
-            out.demoted = self._enforce_budget()
             self.version = max(self.version, poke.version)
             self._settle_pending(poke)
             self._lay_pending()
+            # After the layer is back on top: its bytes count against the budget too.
+            evicted, out.demoted = self._enforce_budget()
+            out.evicted += evicted
             meta = {"shadow": self._shadow_doc(), "version": str(self.version), "cursor": cursor}
             if poke.complete or out.evicted or out.demoted:
                 meta["desired"] = self._desired_doc()
@@ -267,8 +270,9 @@ class LocalState(PendingLayer):
         )
         self.collect_garbage()
 
-    def _enforce_budget(self) -> list[str]:
-        """After a write: evict, then demote, until the store is within its budget again."""
+    def _enforce_budget(self) -> tuple[list[str], list[str]]:
+        """After a write: evict, then demote, until the store (the server's rows and the
+        pending layer) is within its budget again. Returns (evicted, demoted)."""
         evict = self.budget.make_room(0)
         self.drop_desired(evict)
         demoted = self.budget.demote(0)
@@ -276,7 +280,7 @@ class LocalState(PendingLayer):
         if self.budget.bytes_held > self.budget.budget_bytes:
             # Only rows no desired query holds can remain (pending writes): nothing else to drop.
             self.collect_garbage()
-        return demoted
+        return evict, demoted
 
     def apply_reset(self) -> None:
         """Protocol ``reset``: every server-derived row goes; pending writes stay on top."""

@@ -19,10 +19,10 @@ import orjson
 
 from queryplanner import Schema, Table
 from queryplanner.protocol import Poke
-from queryplanner.wire import encode_row
+from queryplanner.wire import encode_row, row_bytes
 
 from .batch import VERSION_COLUMN
-from .budget import RowId
+from .budget import Budget, RowId
 from .membership import Changed
 from .store import LocalStore
 
@@ -46,6 +46,8 @@ class PendingLayer:
     version: int
     pending: list[Pending]
     shadow: dict[RowId, dict[str, Any] | None]
+    overlay: dict[RowId, int]
+    budget: Budget
     row_id: Callable[[Table, Any], RowId]
     _refresh_members: Callable[[Changed], None]
     transaction: Callable[[], AbstractContextManager[None]]
@@ -72,6 +74,7 @@ class PendingLayer:
             changed: dict[str, set[tuple[Any, ...]]] = {}
             self._apply_mutation(body, changed)
             self._refresh_members(changed)
+            self._count_pending()
             self.save_shadow()
 
     def settle(self, decided: Mapping[int, int | None]) -> None:
@@ -105,6 +108,7 @@ class PendingLayer:
         for table, key in self.shadow:
             changed.setdefault(table, set()).add(key)
         self.shadow.clear()
+        self.overlay.clear()
         if changed:
             self._refresh_members(changed)
 
@@ -114,6 +118,15 @@ class PendingLayer:
             self._apply_mutation(p.body, changed)
         if changed:
             self._refresh_members(changed)
+        self._count_pending()
+
+    def _count_pending(self) -> None:
+        """The layer's bytes beyond the server rows the budget counts: each laid row's size
+        minus the size the budget holds for that key (a deleted row frees its own)."""
+        size_of = self.budget.size_of
+        self.budget.pending_bytes = max(
+            0, sum(size - size_of(rid) for rid, size in self.overlay.items())
+        )
 
     def _apply_mutation(
         self, body: Mapping[str, Any], changed: dict[str, set[tuple[Any, ...]]]
@@ -128,7 +141,9 @@ class PendingLayer:
             # rejects it and the rollback restores the held row from the shadow.
             self._remember(key, self._current(t, key))
             changed.setdefault(t.name, set()).add(key[1])
-            self.store.put_rows(t.name, [{**row, VERSION_COLUMN: 0}])
+            laid = {**row, VERSION_COLUMN: 0}
+            self.store.put_rows(t.name, [laid])
+            self.overlay[key] = row_bytes(laid)
             return
         wire_key = body["key"]
         if isinstance(wire_key, Mapping):
@@ -141,6 +156,7 @@ class PendingLayer:
         changed.setdefault(t.name, set()).add(key[1])
         if op == "delete":
             self.store.delete_keys(t.name, [key[1]])
+            self.overlay[key] = 0
         else:
             merged = {
                 **encode_row(t, current),
@@ -148,6 +164,7 @@ class PendingLayer:
                 VERSION_COLUMN: current[VERSION_COLUMN],
             }
             self.store.put_rows(t.name, [merged])
+            self.overlay[key] = row_bytes(merged)
 
     def _current(self, t: Table, key: RowId) -> dict[str, Any] | None:
         return self.store.get_rows(t.name, [key[1]]).get(key[1])

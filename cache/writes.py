@@ -55,6 +55,7 @@ class Writes:
     _check_open: Callable[[], Transport]
     _update_needed: Callable[[SchemaVersionError], None]
     _refresh: Callable[[set[str] | None], None]
+    _enforce_after_admit: Callable[[], None]
 
     def insert(self, table: str, row: Mapping[str, Any]) -> asyncio.Future[MutationResult]:
         return self.mutate({"op": "insert", "table": table, "row": dict(row)})
@@ -94,6 +95,8 @@ class Writes:
             self.store.set_meta("next_mutation_id", str(mid + 1))
             self.store.outbox_add(body)
         self.local.add_pending(body)
+        if self.local.budget.pending_bytes:
+            self._enforce_after_admit()  # the write's bytes count against the budget
         fut: asyncio.Future[MutationResult] = asyncio.get_running_loop().create_future()
         self._futures[mid] = fut
         self._refresh({mutation["table"]})

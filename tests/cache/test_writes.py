@@ -124,3 +124,43 @@ def test_outbox_survives_a_restart_and_applies_exactly_once(
             ) == [(2,)]
 
     run(body)
+
+
+def test_pending_writes_count_against_the_budget(demo_schema: Schema) -> None:
+    """An optimistic write's bytes count: an inactive cached query is evicted at once to make
+    room (and leaves the server's desired set), the active one stays, and the store stays
+    within the budget; once the server decides the write the layer's bytes are gone."""
+
+    async def body() -> None:
+        app = create_app(demo_schema, anonymous=True)
+        with serve_app(app) as srv:
+            seed(srv.url).close()
+            client = client_for(srv.url, demo_schema, budget_bytes=12_000)
+            await client.start()
+            low = table("issue").where(col("id") <= 3).build()
+            high = table("issue").where(col("id") >= 4, col("id") <= 10).build()
+            inactive = Recorder(client.subscribe(low))
+            await inactive.complete()
+            inactive.dispose()  # still cached, no longer pinned
+            active = Recorder(client.subscribe(high))
+            await active.complete()
+            budget = client.local.budget
+            low_id, high_id = inactive.last.query_id, active.last.query_id
+            assert {low_id, high_id} <= set(client.local.desired)
+            assert budget.pending_bytes == 0
+            held = budget.bytes_held
+            # Over the budget with everything cached, within it once ``low`` is gone.
+            text = budget.budget_bytes - held - 300 + held // 4
+            fut = client.insert("issue", issue(50, status="canceled", description="d" * text))
+            # Synchronously, before any answer: the write's bytes are counted, room was made.
+            assert budget.pending_bytes > text
+            assert budget.bytes_held + budget.pending_bytes <= budget.budget_bytes
+            assert low_id not in client.local.desired
+            assert high_id in client.local.desired
+            record = app.state.sync.engine.records[client.client_id]
+            await until(lambda: low_id not in record.desired, "the server to drop it")
+            assert (await asyncio.wait_for(fut, 10)).status == "applied"
+            await until(lambda: budget.pending_bytes == 0, "the pending layer to settle")
+            await client.close()
+
+    run(body)
