@@ -19,6 +19,10 @@ queries of ~60% of the clients (``pokes_per_client_version``), so at most ``vers
 x that`` events exist to deliver. A saturation phase follows (writers offer far more than the
 server commits, closed loop): ``saturated_events_per_s`` is what the server can deliver.
 
+``delivered_of_offered``: every poke the clients received over the run against every poke the
+server handed to their outboxes (the server counts them): what share of the events the workload
+offers reaches a client.
+
 The server reports its share of the latency (``server_commit_to_send_*``: a step's oldest
 commit to its pokes handed to the event loop) when it stops; the writers report their POST
 round trips. ``--rerun`` serves with the re-run maintainer (``server_fanout_rerun.json``).
@@ -108,7 +112,8 @@ def _serve_sync(port: int, db: str, out: str, incremental: bool) -> None:
         # The server's share of the latency: commit to pokes handed to the event loop.
         engine = app.state.sync.engine
         Path(out).write_bytes(
-            orjson.dumps({"send_ms": list(engine.send_ms), "steps": engine.steps})
+            orjson.dumps({"send_ms": list(engine.send_ms), "steps": engine.steps,
+                          "pokes_sent": engine.pokes_sent})
         )
 
 
@@ -178,6 +183,7 @@ class Stats:
     def __init__(self) -> None:
         self.events = 0
         self.bytes = 0
+        self.received = 0  # every poke, measuring or not (delivered / offered)
         self.seen: list[tuple[int, float]] = []  # (version of a write, arrival of its rows)
         self.measuring = False
 
@@ -196,6 +202,7 @@ async def _client(url: str, cid: str, stats: Stats, stop: asyncio.Event, ours: b
                     return
                 if sse.event != "poke":
                     continue
+                stats.received += 1
                 now = time.monotonic()
                 if not stats.measuring:
                     if ours:
@@ -329,6 +336,7 @@ async def _run_ours(
     sat_events = stats.events - events
     sat_out.unlink(missing_ok=True)
     stats.events, stats.seen = events, seen
+    await asyncio.sleep(3)  # the last pokes drain before the count of received ones is final
     stop.set()
     for t in tasks:
         t.cancel()
@@ -453,6 +461,13 @@ def main() -> None:
             "saturated_server_cpu_cores": Metric(ours["saturated_cpu"], "cores"),
             # Of the pokes the commits could cause (one per client per version), the share the
             # workload's changes make: what bounds events_per_s whatever the server's speed.
+            # Every poke the server handed to an outbox over the whole run (hydration, both
+            # phases) against every poke the clients received: the share of the offered
+            # events that reached a client.
+            "delivered_of_offered": Metric(
+                stats.received / served["pokes_sent"] if served.get("pokes_sent") else 0.0,
+                "ratio",
+            ),
             "pokes_per_client_version": Metric(
                 events_per_s / (versions_per_s * args.clients) if versions_per_s else 0.0, "ratio"
             ),

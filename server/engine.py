@@ -138,6 +138,7 @@ class SyncEngine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.steps = 0
+        self.pokes_sent = 0  # pokes handed to client outboxes (benchmarks: delivered/offered)
         # Milliseconds from the commit of a step's oldest batch to its pokes being handed to
         # the event loop (the server's share of write-to-client latency), recent steps only.
         self.send_ms: deque[float] = deque(maxlen=100_000)
@@ -354,6 +355,7 @@ class SyncEngine:
             built = builders.get(cid)
             if built is not None:
                 for poke in built.pokes(self.schema, self._fragments, self.limits.poke_bytes):
+                    self.pokes_sent += 1
                     rec.seq += 1
                     rec.version = version
                     self._send(rec, Cursor(version, rec.seq, self.epoch), poke)
@@ -587,6 +589,7 @@ class SyncEngine:
             "clients": len(self.records),
             "attached": sum(1 for r in self.records.values() if r.outbox is not None),
             "steps": self.steps,
+            "pokes_sent": self.pokes_sent,
         }
 
 
