@@ -15,6 +15,8 @@ import duckdb
 import httpx
 import pytest
 
+from cache import SyncClient
+from queryplanner import Schema
 from server.demo.process import DemoProcess
 from server.demo.seed import SCHEMA_PATH
 
@@ -168,6 +170,13 @@ def test_an_edit_in_one_tab_shows_in_another_within_a_second(
     wait_title(b, target, "Edited by a script", timeout=1_000)
     wait_title(a, target, "Edited by a script", timeout=1_000)
     assert view_ids(b)[0] == target  # newest modified first
+    # And one through the Python client (its synchronous facade, as a script would use it).
+    other = view_ids(b)[12]
+    with SyncClient(demo.url.rstrip("/"), Schema.load(SCHEMA_PATH)) as py:
+        result = py.update("issue", [other], {"title": "Edited from Python"}).result(timeout=10)
+        assert result.status == "applied"
+    wait_title(b, other, "Edited from Python", timeout=1_000)
+    wait_title(a, other, "Edited from Python", timeout=1_000)
     assert a.errors == [] and b.errors == []
 
 
