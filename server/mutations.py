@@ -15,13 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from queryplanner import Schema
+from queryplanner.predicate import RelatedRows
 from queryplanner.protocol import Mutation, MutationResult
+from queryplanner.schema import Relationship
 from queryplanner.wire import WireError, decode_key, decode_row
 
 RowKey = tuple[str, tuple[Any, ...]]
 Row = dict[str, Any]
-# (table, old row or None, new row or None) -> a rejection reason, or None when allowed.
-WriteCheck = Callable[[str, Mapping[str, Any] | None, Mapping[str, Any] | None], str | None]
+# A write rule: (table, old row or None, new row or None, the related rows its EXISTS reads)
+# -> a rejection reason, or None when allowed.
+WriteCheck = Callable[
+    [str, Mapping[str, Any] | None, Mapping[str, Any] | None, RelatedRows], str | None
+]
+# The related rows as a batch has left them, given the batch's own changes so far.
+RelatedSource = Callable[[Mapping[RowKey, Row | None]], RelatedRows]
 VERSION_COLUMN = "_v"
 
 
@@ -63,6 +70,18 @@ def keys_of(schema: Schema, mutations: Sequence[Mutation]) -> dict[str, set[tupl
     return out
 
 
+class _NoRelated:
+    """Where no related rows were given: a write rule with EXISTS cannot be decided."""
+
+    def related_rows(self, relationship: Relationship, row: Mapping[str, Any]) -> list[Row]:
+        raise RuntimeError(
+            f"A write rule follows {relationship.name!r} but plan() was given no related rows."
+        )
+
+
+_NO_RELATED = _NoRelated()
+
+
 def plan(
     schema: Schema,
     mutations: Sequence[Mutation],
@@ -70,16 +89,19 @@ def plan(
     *,
     known: Mapping[str, frozenset[str]] | None = None,
     check: WriteCheck | None = None,
+    related: RelatedSource | None = None,
 ) -> BatchPlan:
     """Decide every mutation of a batch against the rows ``old`` (keyed by (table, key)).
 
     ``known`` limits tables and columns to those the client's schema version knows; ``check``
-    is the write rule (None allows everything).
+    is the write rule (None allows everything); ``related`` gives what its EXISTS reads, as
+    the batch's changes so far have left the rows (without it, EXISTS in a rule is an error).
     """
     working: dict[RowKey, Row | None] = {k: dict(v) for k, v in old.items()}
+    rows: RelatedRows = related(working) if related is not None else _NO_RELATED
     results: list[MutationResult] = []
     for m in mutations:
-        reason = _apply(schema, m, working, known, check)
+        reason = _apply(schema, m, working, known, check, rows)
         results.append(MutationResult(m.id, "applied" if reason is None else "rejected", reason))
     return BatchPlan(tuple(results), tuple(net_changes(schema, old, working)))
 
@@ -90,6 +112,7 @@ def _apply(
     working: dict[RowKey, Row | None],
     known: Mapping[str, frozenset[str]] | None,
     check: WriteCheck | None,
+    related: RelatedRows,
 ) -> str | None:
     if not schema.has_table(m.table) or (known is not None and m.table not in known):
         return f"Unknown table {m.table!r}."
@@ -141,7 +164,7 @@ def _apply(
                 )
             new = {**current, **changes}
     if check is not None:
-        denied = check(m.table, current, new)
+        denied = check(m.table, current, new, related)
         if denied is not None:
             return denied
     if new is not None:

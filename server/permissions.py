@@ -3,24 +3,26 @@
 A rules document is either a read-rules document (see ``queryplanner.rules``) or
 ``{"read": {...}, "write": {...}}``. Read rules are ANDed into every SQL the server runs for a
 user (hydration, live changes, resume, offload) by the SQL compiler. A write rule must hold for
-the old row (update, delete) and for the new row (insert, update, upsert); write rules cannot use
-``exists`` because they are checked in Python against the two rows only.
+the old row (update, delete) and for the new row (insert, update, upsert). Its ``exists`` reads
+the rows as the batch so far has left them (``server.batch_rows``): committed rows, with the
+batch's own earlier writes and deletes on top.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from queryplanner import Condition, Schema, compile_predicate
 from queryplanner.errors import SchemaError
+from queryplanner.predicate import RelatedRows, Row
 from queryplanner.rules import RuleSet, parse_rules
+from queryplanner.schema import Relationship
 
 from .auth import Principal
 from .mutations import WriteCheck
-from .subscriptions import has_exists
 
 
 class Permissions:
@@ -35,10 +37,6 @@ class Permissions:
                 read_doc = doc
         self.read_rules: RuleSet = parse_rules(read_doc, schema)
         self.write_rules: RuleSet = parse_rules(write_doc, schema)
-        for name in self.write_rules.tables:
-            sample = self.write_rules.bind({})
-            if name in sample and has_exists(sample[name]):
-                raise SchemaError(f"The write rule of table {name!r} cannot use exists.")
         self._read_cache: dict[str, dict[str, Condition]] = {}
 
     @classmethod
@@ -71,14 +69,22 @@ class Permissions:
         if not self.write_rules.tables:
             return None
         bound = self.write_rules.bind(principal.context())
-        tests = {name: compile_predicate(cond, self.schema, name) for name, cond in bound.items()}
+        # EXISTS reads the related rows of the batch being decided: set for each check.
+        rows = _Related()
+        tests = {
+            name: compile_predicate(cond, self.schema, name, rows) for name, cond in bound.items()
+        }
 
         def check(
-            table: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+            table: str,
+            old: Mapping[str, Any] | None,
+            new: Mapping[str, Any] | None,
+            related: RelatedRows,
         ) -> str | None:
             test = tests.get(table)
             if test is None:
                 return None
+            rows.source = related
             if old is not None and not test(old):
                 return (
                     f"Permission denied: the write rule of table {table!r} forbids changing "
@@ -90,3 +96,14 @@ class Permissions:
 
         return check
 
+
+class _Related:
+    """The ``RelatedRows`` compiled into a user's write rules; each check points it at the
+    rows of the batch being decided."""
+
+    def __init__(self) -> None:
+        self.source: RelatedRows | None = None
+
+    def related_rows(self, relationship: Relationship, row: Row) -> Iterable[Row]:
+        assert self.source is not None, "a write check runs with its batch's related rows"
+        return self.source.related_rows(relationship, row)

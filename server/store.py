@@ -26,10 +26,21 @@ from queryplanner import ColumnType, Schema, Table
 from queryplanner.protocol import Mutation, MutationResult
 from queryplanner.sql import SQL_TYPES, create_table_sql
 
+from .batch_rows import BatchRows, parse_json_columns
 from .changelog import Change, ChangeBatch, ChangeLog
 from .db import Database
 from .errors import BadRequest, MutationOrder
-from .mutations import VERSION_COLUMN, NetChange, RowKey, WriteCheck, keys_of, net_changes, plan
+from .mutations import (
+    VERSION_COLUMN,
+    NetChange,
+    RelatedSource,
+    Row,
+    RowKey,
+    WriteCheck,
+    keys_of,
+    net_changes,
+    plan,
+)
 
 _CHUNK = 500  # rows per multi-row statement (keeps the parameter count reasonable)
 
@@ -248,7 +259,10 @@ class Store:
                 results = tuple(MutationResult(m.id, "rejected", refused) for m in new)
             else:
                 current = {k: v for k, v in working.items() if v is not None}
-                decided = plan(self.schema, new, current, known=r.known, check=r.check)
+                decided = plan(
+                    self.schema, new, current, known=r.known, check=r.check,
+                    related=self._batch_rows(cur, working),
+                )
                 for c in decided.changes:
                     working[(c.table, c.key)] = None if c.op == "delete" else dict(c.row or {})
                 results = tuple(
@@ -273,6 +287,17 @@ class Store:
         self._commit(cur, ChangeBatch(version, tuple(changes), outcomes))
         for cid, last in lasts.items():
             self._last_ids[cid] = last
+
+    def _batch_rows(
+        self, cur: duckdb.DuckDBPyConnection, group: Mapping[RowKey, Row | None]
+    ) -> RelatedSource:
+        """What EXISTS in a write rule reads: the rows as the group commit so far (``group``)
+        and the batch being decided (given by ``plan``) left them."""
+
+        def rows(batch: Mapping[RowKey, Row | None]) -> BatchRows:
+            return BatchRows(cur, self.schema, (group, batch))
+
+        return rows
 
     def _recorded(
         self, cur: duckdb.DuckDBPyConnection, client_id: str, ids: list[int]
@@ -313,7 +338,7 @@ class Store:
                 )
                 for rec in cur.execute(sql, [v for key in chunk for v in key]).fetchall():
                     row = dict(zip(names, rec, strict=True))
-                    _parse_json(table, row)
+                    parse_json_columns(table, row)
                     out[(tname, tuple(rec[i] for i in idx))] = row
         return out
 
@@ -447,12 +472,6 @@ def _insert_params(
         out.extend(_param(table, n, v) for n, v in zip(names, r, strict=True))
         out.append(version)
     return out
-
-
-def _parse_json(table: Table, row: dict[str, Any]) -> None:
-    for c in table.columns:
-        if c.type is ColumnType.JSON and isinstance(row.get(c.name), str):
-            row[c.name] = orjson.loads(row[c.name])
 
 
 def timestamp_now() -> dt.datetime:

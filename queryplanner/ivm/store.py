@@ -24,12 +24,16 @@ from ..schema import Relationship
 from .changes import Row
 
 
-class Store(Protocol):
-    def scan(self, query: Query) -> Sequence[Row]: ...
+class Lookup(Protocol):
+    """Point lookups only: enough to follow relationships (``related_rows``)."""
 
     def lookup(
         self, table: str, columns: tuple[str, ...], values: tuple[Any, ...]
     ) -> Sequence[Row]: ...
+
+
+class Store(Lookup, Protocol):
+    def scan(self, query: Query) -> Sequence[Row]: ...
 
 
 def values_of(row: Row, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
@@ -38,7 +42,7 @@ def values_of(row: Row, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
     return None if any(v is None for v in out) else out
 
 
-def related_rows(store: Store, rel: Relationship, row: Row) -> list[Row]:
+def related_rows(store: Lookup, rel: Relationship, row: Row) -> list[Row]:
     """The target rows linked to ``row`` (of the relationship's source table)."""
     vals = values_of(row, rel.source_columns)
     if vals is None:

@@ -288,3 +288,58 @@ def test_live_changes_never_put_private_rows(demo_schema: Schema) -> None:
                 reader.close()
                 api.close()
                 writer.close()
+
+
+EXISTS_RULES = {
+    "write": {
+        "issue": {"column": "creator_id", "op": "=", "value": {"auth": "user_id"}},
+        # A user comments as themselves, on issues they can see.
+        "comment": {"and": [
+            {"column": "creator_id", "op": "=", "value": {"auth": "user_id"}},
+            {"exists": "issue", "where": VISIBLE},
+        ]},
+    },
+}
+
+
+def test_write_rules_with_exists_see_the_batch_so_far(demo_schema: Schema) -> None:
+    """EXISTS in a write rule reads the related rows as the batch has left them: committed
+    rows, with the batch's own earlier inserts and deletes on top."""
+    from server.testing import db_rows
+
+    app = create_app(demo_schema, rules=EXISTS_RULES, secret=SECRET)
+    with serve_app(app) as server:
+        ann = Api(server.url, "exists-writer-1", token=make_token(SECRET, 1))
+        bob = Api(server.url, "exists-writer-2", token=make_token(SECRET, 2))
+        base = [m for m in seed_mutations() if m["table"] in ("user", "team", "project")]
+        assert all(r["status"] == "applied" for r in ann.mutate(*base)["results"])
+        assert all(r["status"] == "applied" for r in ann.mutate(
+            {"op": "insert", "table": "issue", "row": issue(10)},
+            {"op": "insert", "table": "issue", "row": issue(11, visibility="private")},
+        )["results"])
+        assert bob.mutate({"op": "insert", "table": "issue",
+                           "row": issue(20, creator_id=2, visibility="private")}
+                          )["results"][0]["status"] == "applied"
+
+        def comment(cid: int, issue_id: int, creator: int = 1) -> dict[str, Any]:
+            return {"op": "insert", "table": "comment", "row": {
+                "id": cid, "issue_id": issue_id, "creator_id": creator, "body": f"c{cid}",
+                "created": "2026-01-01T00:00:00"}}
+
+        out = ann.mutate(
+            comment(1, 10),  # a public issue
+            comment(2, 20),  # bob's private issue: not visible to ann
+            comment(3, 11),  # her own private issue
+            {"op": "insert", "table": "issue", "row": issue(12, visibility="private")},
+            comment(4, 12),  # an issue only this batch has inserted
+            {"op": "delete", "table": "issue", "key": [11]},
+            comment(5, 11),  # an issue this batch has deleted
+            comment(6, 10, creator=2),  # as someone else
+        )
+        status = [r["status"] for r in out["results"]]
+        assert status == ["applied", "rejected", "applied", "applied", "applied", "applied",
+                          "rejected", "rejected"], out
+        assert "Permission denied" in out["results"][1]["reason"]
+        assert db_rows(server, "SELECT id FROM comment ORDER BY id") == [(1,), (3,), (4,)]
+        ann.close()
+        bob.close()
