@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,10 +137,18 @@ class PokeBuilder:
         for k in d.removed:
             self._dec(k)
 
-    def hydrate(self, qid: str, rows: Mapping[RowKey, WireRow]) -> None:
+    def hydrate(
+        self, qid: str, rows: Mapping[RowKey, WireRow], skip: Collection[RowKey] = ()
+    ) -> None:
+        """The client now holds ``qid``'s rows (``skip``: rows already streamed to it)."""
         for k, row in rows.items():
-            self._inc(k, row, hydrating=True)
+            if k not in skip:
+                self._inc(k, row, hydrating=True)
         self.complete[qid] = self.version
+
+    def add_fresh(self, k: RowKey, row: WireRow) -> None:
+        """A row new to the client that a hydration brings (streamed ahead of its step)."""
+        self._inc(k, row, hydrating=True)
 
     def drop(self, rows: Iterable[RowKey]) -> None:
         for k in rows:

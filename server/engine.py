@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from queryplanner.protocol import (
     ErrorEvent,
     Event,
     Hello,
+    Poke,
     QueryErrorEvent,
     Reset,
     SchemaEvent,
@@ -47,7 +49,7 @@ from .db import Database
 from .incremental import IncrementalMaintainer
 from .store import Store
 from .stream import Outbox
-from .subscriptions import Maintainer, Subscription
+from .subscriptions import Maintainer, RowKey, Subscription
 
 log = logging.getLogger("querysync.server")
 
@@ -144,6 +146,8 @@ class SyncEngine:
         self.send_ms: deque[float] = deque(maxlen=100_000)
         self._oldest_commit: float | None = None
         self._between: Callable[[], None] = _nothing
+        self._streaming: _Streaming | None = None
+        self._streamed_to: list[Outbox] = []  # outboxes a hydration streamed to in this step
 
     # -- lifecycle (event loop) ------------------------------------------------------------
 
@@ -217,6 +221,9 @@ class SyncEngine:
             self._advance(cur, version, commands)
         finally:
             self._fragments.clear()
+            for outbox in self._streamed_to:  # after this step's last push, bounded again
+                self._outgoing.append((None, outbox.hydrated))
+            self._streamed_to.clear()
             self._flush()  # the pokes go out before the read transaction ends
             cur.execute("COMMIT")
             if self._oldest_commit is not None:
@@ -262,9 +269,7 @@ class SyncEngine:
         self._between = lambda: self._serve_attaches(cur, version, builder, events)
         # Inside one subscription's hydration too, but only attaches that cannot forget
         # another user's record (that would remove subscriptions in the middle of an add).
-        self.maintainer.pause = lambda: self._serve_attaches(
-            cur, version, builder, events, safe_only=True
-        )
+        self.maintainer.pause = lambda: self._pause_in_add(cur, version, builder, events)
         try:
             self._commands_of_step(cur, version, commands, builder, builders, events)
             self._between()  # streams opened during the hydrations: hello before the encoding
@@ -324,6 +329,8 @@ class SyncEngine:
                 return False
             if not safe_only:
                 return True
+            if self._streaming is not None and c.client_id == self._streaming.rec.client_id:
+                return False  # the client being streamed to re-attaches after the add
             rec = self.records.get(c.client_id)
             return rec is None or rec.user_id == c.user_id
 
@@ -337,6 +344,56 @@ class SyncEngine:
         for cmd in attaches:
             self._attach(cur, cmd, version, builder, events)
         self._flush()
+
+    def _pause_in_add(
+        self,
+        cur: Any,
+        version: int,
+        builder: Callable[[ClientRecord], PokeBuilder],
+        events: dict[str, list[Event]],
+    ) -> None:
+        """A pause inside a subscription's add: stream the rows loaded so far to the client
+        that asked for it, and serve the streams opened meanwhile."""
+        self._stream_hydration(version, builder)
+        self._serve_attaches(cur, version, builder, events, safe_only=True)
+
+    def _stream_hydration(
+        self, version: int, builder: Callable[[ClientRecord], PokeBuilder]
+    ) -> None:
+        """Send the rows a new subscription has loaded so far, in pokes at the step's version
+        ahead of its last one, so the client works while the server still hydrates.
+
+        Only rows new to the client that no live change of this step touched go (the
+        "hydration-only" rows the step would send first anyway); the others stay for the
+        step's last poke. ``streamed`` keeps their keys: the final ``hydrate`` skips them.
+        """
+        s = self._streaming
+        outbox = s.rec.outbox if s is not None else None
+        if s is None or outbox is None:
+            return
+        if not outbox.hydrating:
+            # The rows stream ahead of the step's last push: the slow-consumer bound waits
+            # for that push (a hydration is bounded by its query, as in one push).
+            outbox.hydrating = True
+            self._streamed_to.append(outbox)
+        loaded = list(itertools.islice(s.sub.result.items(), s.seen, None))
+        s.seen += len(loaded)
+        main = builder(s.rec)
+        ahead = PokeBuilder(s.rec, version)
+        for k, row in loaded:
+            if k in s.rec.held or k in main.puts or k in main.dels:
+                continue
+            ahead.add_fresh(k, row)
+            s.streamed.add(k)
+        for poke in ahead.pokes(self.schema, self._fragments, self.limits.poke_bytes):
+            self._send_poke(s.rec, version, poke)
+        self._flush()
+
+    def _send_poke(self, rec: ClientRecord, version: int, poke: Poke) -> None:
+        self.pokes_sent += 1
+        rec.seq += 1
+        rec.version = version
+        self._send(rec, Cursor(version, rec.seq, self.epoch), poke)
 
     def _poke_all(
         self, version: int, builders: dict[str, PokeBuilder], events: dict[str, list[Event]]
@@ -355,10 +412,7 @@ class SyncEngine:
             built = builders.get(cid)
             if built is not None:
                 for poke in built.pokes(self.schema, self._fragments, self.limits.poke_bytes):
-                    self.pokes_sent += 1
-                    rec.seq += 1
-                    rec.version = version
-                    self._send(rec, Cursor(version, rec.seq, self.epoch), poke)
+                    self._send_poke(rec, version, poke)
 
     def _send(self, rec: ClientRecord, cursor: Cursor | None, event: Event) -> None:
         name, data = encode_event(event)
@@ -511,6 +565,7 @@ class SyncEngine:
                 continue
             key = (qid, scope)
             sub = self.subs.get(key)
+            streamed: set[RowKey] = set()  # rows of a new subscription sent during its add
             if sub is None:
                 self._between()  # a hydration may be long: streams opened meanwhile get hello
                 if self.records.get(rec.client_id) is not rec:
@@ -518,9 +573,15 @@ class SyncEngine:
                 attached = rec.outbox is not None  # this client's own stream may be one
                 try:
                     sub = Subscription(key, query, self.schema, cmd.rules)
-                    self.maintainer.add(cur, sub)
+                    self._streaming = _Streaming(rec, sub, streamed) if attached else None
+                    try:
+                        self.maintainer.add(cur, sub)
+                    finally:
+                        self._streaming = None
                 except Exception as exc:  # a query DuckDB cannot run: report, keep serving
                     log.warning("query %s failed: %s", qid, exc)
+                    if streamed:
+                        builder(rec).drop(streamed)  # rows sent ahead of the failed add go
                     if attached:
                         events.setdefault(rec.client_id, []).append(
                             QueryErrorEvent(
@@ -535,7 +596,7 @@ class SyncEngine:
             rec.desired[qid] = d
             if attached:
                 d.complete = True
-                builder(rec).hydrate(qid, sub.result)
+                builder(rec).hydrate(qid, sub.result, skip=streamed)
             else:
                 d.expires_at = (rec.detached_at or self.clock()) + self._ttl(d)
 
@@ -591,6 +652,16 @@ class SyncEngine:
             "steps": self.steps,
             "pokes_sent": self.pokes_sent,
         }
+
+
+@dataclass
+class _Streaming:
+    """A new subscription whose rows go to the client that asked for it while it loads."""
+
+    rec: ClientRecord
+    sub: Subscription
+    streamed: set[RowKey]  # keys sent ahead (the step's final hydrate skips them)
+    seen: int = 0  # how many of ``sub.result`` were looked at
 
 
 def _nothing() -> None:

@@ -28,6 +28,12 @@ class Outbox:
         self._ready = asyncio.Event()
         self.closed = False
         self.on_close: Callable[[Outbox], None] | None = None
+        # Set (by the engine) while a hydration streams rows to this client ahead of its
+        # step's last push: until that push, waiting bytes do not cut the client off.
+        self.hydrating = False
+
+    def hydrated(self) -> None:
+        self.hydrating = False
 
     def push(self, item: Item) -> None:
         self.push_many([item])
@@ -39,7 +45,7 @@ class Outbox:
         # Cut off once what waits reaches the limit: the queue never holds more than the limit
         # plus one step's events, and a step larger than the limit (a big hydration) still
         # goes out when nothing waits.
-        if self.bytes >= self.limit:
+        if self.bytes >= self.limit and not self.hydrating:
             self.close(
                 ErrorEvent(
                     "slow_consumer",

@@ -80,6 +80,19 @@ def serve_app(
                 task.cancel()
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            # A connection closed at the last moment (a client that dropped its stream while a
+            # large write was under way) finishes closing on the loop's next iterations; one
+            # still open after a second is aborted, so no transport outlives the loop.
+            connections = server.server_state.connections
+            for _ in range(50):
+                if not connections:
+                    break
+                loop.run_until_complete(asyncio.sleep(0.02))
+            for conn in list(connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            loop.run_until_complete(asyncio.sleep(0))
         finally:
             loop.close()
 

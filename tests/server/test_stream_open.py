@@ -148,3 +148,53 @@ def test_a_hello_does_not_wait_for_one_long_hydration(demo_schema: Schema) -> No
             if second is not None:
                 second.close()
             api.close()
+
+
+def test_rows_stream_during_a_long_hydration_and_a_dropped_stream_recovers(
+    demo_schema: Schema,
+) -> None:
+    """A new subscription's rows reach its client while the server still loads them (pokes at
+    the step's version ahead of the one that completes it). A client whose stream drops in the
+    middle and comes back, with its last id or without one, ends with exactly the query's
+    rows, complete."""
+    import copy
+
+    import pyarrow as pa
+
+    n = 40_000
+    app = create_app(demo_schema, anonymous=True)
+    with serve_app(app) as running:
+        api = Api(running.url)
+        api.mutate(*seed_mutations())
+        app.state.sync.store.bulk_load(
+            "issue", pa.Table.from_pylist([issue(i) for i in range(1000, 1000 + n)])
+        )
+        expected = {(i,) for i in range(1, 7)} | {(i,) for i in range(1000, 1000 + n)}
+        query = {"table": "issue", "where": {"column": "id", "op": ">=", "value": 0}}
+        for resume in (True, False):
+            cid = f"client-streamed-{int(resume)}"
+            first = StreamReader(running.url, cid, keys=KEYS)
+            _hello_at(first, 10)
+            adder = Api(running.url, cid)
+            qid = adder.add_query(demo_schema, query)
+            adder.close()
+            # Rows arrive before the hydration completes: the first poke with rows has no
+            # complete marker for the query.
+            evs = first.wait_for(
+                lambda evs: any(e.name == "poke" and e.data["put"] for e in evs), timeout=60
+            )
+            with_rows = next(e for e in evs if e.name == "poke" and e.data["put"])
+            assert qid not in with_rows.data["complete"]
+            first.close()  # dropped in the middle of the hydration
+            last_id, state = first.last_id, copy.deepcopy(first.state)  # what it had applied
+            second = StreamReader(
+                running.url, cid, keys=KEYS,
+                last_event_id=last_id if resume else None,
+                state=state if resume else None,
+            )
+            try:
+                second.wait_for(lambda evs, q=qid: q in _completed(evs), timeout=120)
+                assert set(second.state["issue"]) == expected
+            finally:
+                second.close()
+        api.close()
