@@ -209,6 +209,7 @@ class LocalState(PendingLayer):
     def apply_poke(self, poke: Poke, cursor: str | None) -> PokeOutcome:
         out = PokeOutcome()
         puts: dict[str, RowBatch] = {}
+        put_ids: dict[str, list[RowId]] = {}
         sizes: dict[RowId, int] = {}
         dels: dict[str, list[RowId]] = {}
         changed: dict[str, set[tuple[Any, ...]]] = {}
@@ -226,7 +227,8 @@ class LocalState(PendingLayer):
             keys = batch.keys()
             if self._timestamp_pk[name]:
                 keys = [self.row_id(t, k)[1] for k in keys]
-            sizes.update(zip([(name, k) for k in keys], batch.sizes(), strict=True))
+            ids = put_ids[name] = [(name, k) for k in keys]
+            sizes.update(zip(ids, batch.sizes(), strict=True))
             changed.setdefault(name, set()).update(keys)
             # Wire rows: membership decodes only the timestamps a query's predicate reads.
             stored.setdefault(name, []).extend(zip(keys, rows, strict=True))
@@ -242,8 +244,11 @@ class LocalState(PendingLayer):
             for name, ids in dels.items():
                 self.store.delete_keys(name, [k for _, k in ids])
                 self.budget.drop_rows(ids)
-            for batch in puts.values():
-                self.store.put_batch(batch)
+            for name, batch in puts.items():
+                # After the lift the store holds exactly the budget's rows: a batch of keys
+                # none of which is held (a hydration's) needs no delete first.
+                held = self.budget.holds
+                self.store.put_batch(batch, replace=any(held(rid) for rid in put_ids[name]))
             self.budget.put_rows(sizes)
             for qid, v in poke.complete.items():
                 d = self.desired.get(qid)

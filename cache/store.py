@@ -137,8 +137,19 @@ class LocalStore:
         row tables ~4x slower (measured, see bench/client.py's cold covered query)."""
         if not values:
             return
-        marks = ", ".join("(?, ?)" for _ in values)
+        # An UPDATE of the keys there already (every poke's version and cursor) costs about
+        # half an upsert; keys not there yet are upserted.
+        keys = list(values)
+        cases = " ".join("WHEN ? THEN ?" for _ in keys)
         params = [x for kv in values.items() for x in kv]
+        row = self.con.execute(
+            f"UPDATE _qs_meta SET value = CASE key {cases} END WHERE key IN "
+            f"({', '.join('?' for _ in keys)})",
+            [*params, *keys],
+        ).fetchone()
+        if row is not None and int(row[0]) == len(keys):
+            return
+        marks = ", ".join("(?, ?)" for _ in values)
         self.con.execute(f"INSERT OR REPLACE INTO _qs_meta VALUES {marks}", params)
 
     def set_meta(self, key: str, value: str | None) -> None:
@@ -214,17 +225,21 @@ class LocalStore:
         if rows:
             self.put_batch(RowBatch(self.schema.table(table), rows))
 
-    def put_batch(self, batch: RowBatch) -> None:
+    def put_batch(self, batch: RowBatch, *, replace: bool = True) -> None:
+        """Insert the batch's rows, replacing stored rows with the same keys; ``replace=False``
+        when the caller knows none of the keys is stored (the delete is a join with the whole
+        table: during a hydration it made each batch cost more as the table grew)."""
         table = batch.table.name
         self.con.register("_qs_batch", batch.arrow)
         try:
             self.generation[table] += 1
             if self.journal.wants(table, batch.arrow.num_rows):
                 ret = self._returning[table]
-                old = self._images(self._deletes[table] + ret)
+                old = self._images(self._deletes[table] + ret) if replace else []
                 self.journal.put(table, old, self._images(self._inserts[table] + ret))
             else:
-                self.con.execute(self._deletes[table])
+                if replace:
+                    self.con.execute(self._deletes[table])
                 self.con.execute(self._inserts[table])
         except duckdb.Error as exc:
             raise StoreError(f"Cannot store rows of table {table!r}: {exc}") from None
