@@ -4,8 +4,9 @@ A write rule is checked on the writer thread while a batch is decided, before an
 statements run. Its EXISTS follows relationships from the old or new row; the rows it reaches
 must be the ones the batch has produced so far, so a batch that inserts a project and then an
 issue in it, or deletes a row and then relies on its absence, is judged on that state. Reads go
-to DuckDB in the writer's transaction (the committed state), and the rows the batch has written
-or deleted so far (``layers``, later ones win) replace what DuckDB returns for their keys.
+to DuckDB in the writer's transaction through a ``DuckStore`` (the committed state, which stays
+put while a group commit is decided, so its answers are cached), and the rows the batch has
+written or deleted so far (``layers``, later ones win) replace what it returns for their keys.
 """
 
 from __future__ import annotations
@@ -13,26 +14,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import duckdb
-import orjson
-
-from queryplanner import ColumnType, Schema, Table
 from queryplanner.ivm import related_rows
 from queryplanner.predicate import Row, row_key
 from queryplanner.schema import Relationship
-from queryplanner.sql_expr import ident
 
-from .mutations import VERSION_COLUMN, RowKey
+from .ivm_store import DuckStore
+from .mutations import RowKey
 
 Layer = Mapping[RowKey, Row | None]
 
 
 class BatchRows:
-    """``RelatedRows`` (for compiled EXISTS) over DuckDB plus the batch's own changes."""
+    """``RelatedRows`` (for compiled EXISTS) over the committed rows plus the batch's own."""
 
-    def __init__(self, cur: duckdb.DuckDBPyConnection, schema: Schema, layers: Sequence[Layer]):
-        self.cur = cur
-        self.schema = schema
+    def __init__(self, committed: DuckStore, layers: Sequence[Layer]) -> None:
+        self.committed = committed
         self.layers = layers
 
     def related_rows(self, relationship: Relationship, row: Row) -> list[Row]:
@@ -41,19 +37,8 @@ class BatchRows:
     def lookup(
         self, table: str, columns: tuple[str, ...], values: tuple[Any, ...]
     ) -> list[Row]:
-        if any(v is None for v in values):
-            return []  # SQL equality: NULL links to nothing
-        t = self.schema.table(table)
-        names = [*t.column_names, VERSION_COLUMN]
-        sql = (
-            f"SELECT {', '.join(ident(n) for n in names)} FROM {ident(table)} WHERE "
-            + " AND ".join(f"{ident(c)} = ?" for c in columns)
-        )
-        found: dict[tuple[Any, ...], Row] = {}
-        for rec in self.cur.execute(sql, list(values)).fetchall():
-            found_row = dict(zip(names, rec, strict=True))
-            parse_json_columns(t, found_row)
-            found[row_key(t.primary_key, found_row)] = found_row
+        pk = self.committed.schema.table(table).primary_key
+        found = {row_key(pk, r): r for r in self.committed.lookup(table, columns, values)}
         for layer in self.layers:
             for (tname, key), written in layer.items():
                 if tname != table:
@@ -65,10 +50,3 @@ class BatchRows:
                 else:
                     found.pop(key, None)
         return list(found.values())
-
-
-def parse_json_columns(table: Table, row: dict[str, Any]) -> None:
-    """DuckDB returns json columns as their text; rows carry the values."""
-    for c in table.columns:
-        if c.type is ColumnType.JSON and isinstance(row.get(c.name), str):
-            row[c.name] = orjson.loads(row[c.name])

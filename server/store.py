@@ -26,10 +26,11 @@ from queryplanner import ColumnType, Schema, Table
 from queryplanner.protocol import Mutation, MutationResult
 from queryplanner.sql import SQL_TYPES, create_table_sql
 
-from .batch_rows import BatchRows, parse_json_columns
+from .batch_rows import BatchRows
 from .changelog import Change, ChangeBatch, ChangeLog
 from .db import Database
 from .errors import BadRequest, MutationOrder
+from .ivm_store import DuckStore
 from .mutations import (
     VERSION_COLUMN,
     NetChange,
@@ -41,6 +42,7 @@ from .mutations import (
     net_changes,
     plan,
 )
+from .subscriptions import internal_schema
 
 _CHUNK = 500  # rows per multi-row statement (keeps the parameter count reasonable)
 
@@ -86,6 +88,8 @@ class Store:
         self._pending_lock = threading.Lock()
         version = db.write_sync(self._setup, schema)
         self.log = ChangeLog(version, max_versions=log_versions, max_bytes=log_bytes)
+        # The schema with ``_v`` on every table, for the reader of write rules' EXISTS.
+        self._internal = (schema, internal_schema(schema))
 
     @property
     def version(self) -> int:
@@ -254,6 +258,7 @@ class Store:
         working: dict[RowKey, dict[str, Any] | None] = dict(old)
         outcomes: dict[str, tuple[MutationResult, ...]] = {}
         recorded: list[tuple[str, MutationResult]] = []
+        related = self._batch_rows(cur, working)
         for r, new, replayed in fresh:
             if refused is not None:
                 results = tuple(MutationResult(m.id, "rejected", refused) for m in new)
@@ -261,7 +266,7 @@ class Store:
                 current = {k: v for k, v in working.items() if v is not None}
                 decided = plan(
                     self.schema, new, current, known=r.known, check=r.check,
-                    related=self._batch_rows(cur, working),
+                    related=related,
                 )
                 for c in decided.changes:
                     working[(c.table, c.key)] = None if c.op == "delete" else dict(c.row or {})
@@ -292,10 +297,15 @@ class Store:
         self, cur: duckdb.DuckDBPyConnection, group: Mapping[RowKey, Row | None]
     ) -> RelatedSource:
         """What EXISTS in a write rule reads: the rows as the group commit so far (``group``)
-        and the batch being decided (given by ``plan``) left them."""
+        and the batch being decided (given by ``plan``) left them. The committed rows stay put
+        until the group's writes, so one cached reader serves every batch of the group."""
+        if self._internal[0] is not self.schema:  # the schema moves on a migration
+            self._internal = (self.schema, internal_schema(self.schema))
+        committed = DuckStore(self.schema, self._internal[1])
+        committed.use(cur, self.version + 1)
 
         def rows(batch: Mapping[RowKey, Row | None]) -> BatchRows:
-            return BatchRows(cur, self.schema, (group, batch))
+            return BatchRows(committed, (group, batch))
 
         return rows
 
@@ -338,7 +348,7 @@ class Store:
                 )
                 for rec in cur.execute(sql, [v for key in chunk for v in key]).fetchall():
                     row = dict(zip(names, rec, strict=True))
-                    parse_json_columns(table, row)
+                    _parse_json(table, row)
                     out[(tname, tuple(rec[i] for i in idx))] = row
         return out
 
@@ -472,6 +482,12 @@ def _insert_params(
         out.extend(_param(table, n, v) for n, v in zip(names, r, strict=True))
         out.append(version)
     return out
+
+
+def _parse_json(table: Table, row: dict[str, Any]) -> None:
+    for c in table.columns:
+        if c.type is ColumnType.JSON and isinstance(row.get(c.name), str):
+            row[c.name] = orjson.loads(row[c.name])
 
 
 def timestamp_now() -> dt.datetime:
