@@ -376,8 +376,12 @@ class SyncEngine:
             # for that push (a hydration is bounded by its query, as in one push).
             outbox.hydrating = True
             self._streamed_to.append(outbox)
-        loaded = list(itertools.islice(s.sub.result.items(), s.seen, None))
-        s.seen += len(loaded)
+        # The rows loaded since the last pause are the newest entries of ``sub.result``: read
+        # them from its end, not by skipping every row already seen.
+        result = s.sub.result
+        loaded = list(itertools.islice(reversed(result.items()), len(result) - s.seen))
+        loaded.reverse()
+        s.seen = len(result)
         main = builder(s.rec)
         ahead = PokeBuilder(s.rec, version)
         for k, row in loaded:
