@@ -49,7 +49,7 @@ from .db import Database
 from .incremental import IncrementalMaintainer
 from .store import Store
 from .stream import Outbox
-from .subscriptions import Maintainer, RowKey, Subscription
+from .subscriptions import Maintainer, RowKey, Subscription, no_pause
 
 log = logging.getLogger("querysync.server")
 
@@ -275,7 +275,7 @@ class SyncEngine:
             self._between()  # streams opened during the hydrations: hello before the encoding
         finally:
             self._between = _nothing
-            self.maintainer.pause = _nothing
+            self.maintainer.pause = no_pause
         self._expire(events)
         self._poke_all(version, builders, events)
 

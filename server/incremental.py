@@ -54,6 +54,7 @@ from .subscriptions import (
     diff,
     has_exists,
     internal_schema,
+    no_pause,
 )
 
 log = logging.getLogger("querysync.server")
@@ -81,7 +82,7 @@ class IncrementalMaintainer:
         self._encoders: dict[str, tuple[tuple[str, ...], tuple[Column, ...]]] = {}
         # Set by the sync engine during a step: serves the streams opened meanwhile. Called
         # inside a hydration, so it must not add or remove subscriptions.
-        self.pause: Callable[[], None] = _nothing
+        self.pause: Callable[[], None] = no_pause
         self._subs: dict[str, Subscription] = {}
         self.schema = schema
         self.store = DuckStore(schema, internal_schema(schema))
@@ -386,7 +387,3 @@ _CONVERTED = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})  # see wire.enco
 
 def _depth(r: ResultRow) -> int:
     return len(r.at)
-
-
-def _nothing() -> None:
-    return None

@@ -238,7 +238,7 @@ class RerunMaintainer:
     """Re-runs every subscription that reads a touched table, and diffs."""
 
     def __init__(self) -> None:
-        self.pause: Callable[[], None] = _no_pause  # one query per add: nothing to pause
+        self.pause: Callable[[], None] = no_pause  # one query per add: nothing to pause
 
     def begin(self, cur: duckdb.DuckDBPyConnection, version: int) -> None:
         return None
@@ -271,5 +271,6 @@ class RerunMaintainer:
                 yield sub, delta
 
 
-def _no_pause() -> None:
+def no_pause() -> None:
+    """A maintainer's ``pause`` outside a sync engine step: nothing to serve."""
     return None
