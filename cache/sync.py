@@ -96,22 +96,17 @@ class SyncClient:
 
     def mutate(self, mutation: Mapping[str, Any]) -> concurrent.futures.Future[MutationResult]:
         """Applied optimistically before this returns; ``.result(timeout)`` waits for the server."""
-        fut = self._call(lambda: self.client.mutate(mutation))
-
-        async def wait() -> MutationResult:
-            return await fut
-
-        return asyncio.run_coroutine_threadsafe(wait(), self._loop)
+        return self._write(lambda: self.client.mutate(mutation))
 
     def insert(
         self, table: str, row: Mapping[str, Any]
     ) -> concurrent.futures.Future[MutationResult]:
-        return self.mutate({"op": "insert", "table": table, "row": dict(row)})
+        return self._write(lambda: self.client.insert(table, row))
 
     def upsert(
         self, table: str, row: Mapping[str, Any]
     ) -> concurrent.futures.Future[MutationResult]:
-        return self.mutate({"op": "upsert", "table": table, "row": dict(row)})
+        return self._write(lambda: self.client.upsert(table, row))
 
     def update(
         self,
@@ -121,13 +116,22 @@ class SyncClient:
         *,
         if_version: int | None = None,
     ) -> concurrent.futures.Future[MutationResult]:
-        body: dict[str, Any] = {"op": "update", "table": table, "key": list(key), "set": dict(set)}
-        if if_version is not None:
-            body["ifVersion"] = if_version
-        return self.mutate(body)
+        return self._write(lambda: self.client.update(table, key, set, if_version=if_version))
 
     def delete(self, table: str, key: Sequence[Any]) -> concurrent.futures.Future[MutationResult]:
-        return self.mutate({"op": "delete", "table": table, "key": list(key)})
+        return self._write(lambda: self.client.delete(table, key))
+
+    def _write(
+        self, start: Callable[[], asyncio.Future[MutationResult]]
+    ) -> concurrent.futures.Future[MutationResult]:
+        """Start a write on the client's loop (the async client builds its body); the returned
+        future waits for the server's decision."""
+        fut = self._call(start)
+
+        async def wait() -> MutationResult:
+            return await fut
+
+        return asyncio.run_coroutine_threadsafe(wait(), self._loop)
 
     def close(self) -> None:
         try:
