@@ -65,7 +65,8 @@ def encode_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
     return {c.name: encode_value(c, row.get(c.name)) for c in table.columns if c.name in row}
 
 
-_CONVERTED = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})  # what encode_value changes
+# The column types ``encode_value`` changes (the others go on the wire as DuckDB returns them).
+ENCODED_TYPES = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})
 
 
 def tuple_encoder(
@@ -84,7 +85,7 @@ def tuple_encoder(
     those in ``keep`` (``_v``).
     """
     converting = (
-        frozenset({ColumnType.JSON}) if iso_timestamps else _CONVERTED
+        frozenset({ColumnType.JSON}) if iso_timestamps else ENCODED_TYPES
     )
     wanted = [(i, n) for i, n in enumerate(names) if table.has_column(n) or n in keep]
     converted = [

@@ -39,8 +39,8 @@ from queryplanner.ivm import (
 )
 from queryplanner.predicate import row_key
 from queryplanner.rules import apply_read_rules
-from queryplanner.schema import Column, ColumnType, Relationship
-from queryplanner.wire import encode_value
+from queryplanner.schema import Column, Relationship
+from queryplanner.wire import ENCODED_TYPES, encode_value
 
 from .changelog import ChangeBatch
 from .ivm_store import DuckStore, ScopedStore, junction_tables
@@ -362,7 +362,7 @@ class IncrementalMaintainer:
                 cols = self.schema.table(table).columns
                 enc = self._encoders[table] = (
                     tuple(c.name for c in cols),
-                    tuple(c for c in cols if c.type in _CONVERTED),
+                    tuple(c for c in cols if c.type in ENCODED_TYPES),
                 )
             # The store's rows hold exactly the columns and _v: copy them whole (in C).
             if len(row) == len(enc[0]) + 1:
@@ -382,7 +382,6 @@ class IncrementalMaintainer:
         return wire
 
 
-_CONVERTED = frozenset({ColumnType.TIMESTAMP, ColumnType.JSON})  # see wire.encode_value
 
 
 def _depth(r: ResultRow) -> int:
