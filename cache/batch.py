@@ -1,14 +1,16 @@
 """Rows of one table as an Arrow batch: built once per poke, then written, sized and keyed.
 
-A poke's rows arrive as dicts (wire form). They are turned into one ``pyarrow.Table`` per table
-(timestamps stay ISO text and JSON values become JSON text; DuckDB casts both on insert), and
+A poke's rows arrive as dicts (wire form) or, for a columnar hydration, already as Arrow in the
+same layout (``queryplanner.wire_arrow``: timestamps as ISO text, JSON values as JSON text;
+DuckDB casts both on insert). Either way they become one ``pyarrow.Table`` per table, and
 everything the client needs besides the write is read from that batch with vectorized kernels
 instead of a Python loop per value:
 
 - ``sizes``: each row's byte estimate, exactly ``queryplanner.wire.row_bytes`` of the stored
   row in wire form (every column plus ``_v``): ``64 + Σ (8 + size(value))`` with 4 for null and
   booleans, 8 for numbers, the UTF-8 length of text and ISO timestamps. JSON values are sized
-  in Python with ``value_bytes`` (a JSON string's size is its text without the quotes).
+  in Python with ``value_bytes`` (a JSON string's size is its text without the quotes), parsed
+  from their text when the rows came as Arrow.
 - ``keys``: the primary keys, as tuples of wire values.
 """
 
@@ -23,18 +25,9 @@ import pyarrow.compute as pc
 
 from queryplanner import ColumnType, Table
 from queryplanner.wire import ROW_OVERHEAD_BYTES, VALUE_OVERHEAD_BYTES, value_bytes
+from queryplanner.wire_arrow import ARROW_TYPES, VERSION_COLUMN
 
 from .errors import StoreError
-
-VERSION_COLUMN = "_v"
-ARROW_TYPES = {
-    ColumnType.INTEGER: pa.int64(),
-    ColumnType.FLOAT: pa.float64(),
-    ColumnType.TEXT: pa.string(),
-    ColumnType.BOOLEAN: pa.bool_(),
-    ColumnType.TIMESTAMP: pa.string(),  # ISO text, parsed by DuckDB's CAST
-    ColumnType.JSON: pa.string(),  # JSON text
-}
 
 
 def key_table(table: Table, keys: Sequence[Sequence[Any]]) -> pa.Table:
@@ -51,9 +44,16 @@ def key_table(table: Table, keys: Sequence[Sequence[Any]]) -> pa.Table:
 class RowBatch:
     """One table's rows as Arrow (plus the JSON columns' values, for their sizes)."""
 
+    @classmethod
+    def from_arrow(cls, table: Table, arrow: pa.Table) -> RowBatch:
+        """Rows already in the wire layout (checked by ``wire_arrow.from_ipc``)."""
+        batch = cls.__new__(cls)
+        batch.table, batch.rows, batch.arrow = table, None, arrow
+        return batch
+
     def __init__(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         self.table = table
-        self.rows = rows
+        self.rows: Sequence[Mapping[str, Any]] | None = rows
         arrays = {}
         try:
             for c in table.columns:
@@ -100,6 +100,11 @@ class RowBatch:
             total = pc.add(total, pc.cast(size, pa.int64()))
         out: list[int] = total.to_pylist()
         for name in json_cols:
-            for i, r in enumerate(self.rows):
-                out[i] += value_bytes(r.get(name))
+            if self.rows is None:
+                texts = self.arrow.column(name).to_pylist()
+                values = [None if t is None else orjson.loads(t) for t in texts]
+            else:
+                values = [r.get(name) for r in self.rows]
+            for i, v in enumerate(values):
+                out[i] += value_bytes(v)
         return out

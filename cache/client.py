@@ -50,7 +50,7 @@ from queryplanner.protocol import (
 )
 
 from .budget import Budget, Usage
-from .coalesce import merge_pokes
+from .coalesce import merge_runs
 from .errors import ClientClosed, SchemaVersionError, ServerError
 from .live import ConnectionState, LiveQuery, Snapshot, identity_columns
 from .local import LocalState, PokeOutcome
@@ -87,6 +87,7 @@ class Client(Writes):
         backoff_cap: float = 5.0,
         expiry_interval: float = 1.0,
         incremental: bool = True,
+        arrow: bool = True,
     ) -> None:
         self.url = url
         self.schema = schema
@@ -108,6 +109,7 @@ class Client(Writes):
         # Live queries answered locally but not (yet) maintained by the incremental engine:
         # hydrating ones, shapes it cannot maintain, or all of them with incremental=False.
         self._incremental = incremental
+        self._arrow = arrow  # ask for hydrations as Arrow (``rows=arrow``)
         self._rerun: set[str] = set()
         self._pins: Counter[str] = Counter()
         self._demoted: set[str] = set()
@@ -135,7 +137,9 @@ class Client(Writes):
         if self._http is not None:
             return
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0))
-        self._transport = Transport(self._http, self.url, self.schema.version, self._token)
+        self._transport = Transport(
+            self._http, self.url, self.schema.version, self._token, arrow=self._arrow
+        )
         self._tasks = [
             asyncio.create_task(self._stream_loop(), name="querysync-stream"),
             asyncio.create_task(self._flush_loop(), name="querysync-outbox"),
@@ -236,7 +240,8 @@ class Client(Writes):
                 else:
                     ahead.append(nxt)
             pokes = [b.event for b in burst if isinstance(b.event, Poke)]
-            await self._on_event(merge_pokes(self.schema, pokes), burst[-1].id)
+            for last, poke in merge_runs(self.schema, pokes):
+                await self._on_event(poke, burst[last].id)
 
     @staticmethod
     async def _drain(

@@ -6,11 +6,15 @@ already waiting, the client applies them as one: the state after the merged poke
 the state after the last of them (later puts and deletes of a key win), the completed queries
 and mutation outcomes are their union, and the version is the last one. Every version is still
 applied atomically, the subscriptions just skip the intermediate ones.
+
+Pokes of a columnar hydration (Arrow blocks and nothing else) merge with each other, their
+blocks concatenated; they are not merged with row pokes (their keys are only known once the
+blocks are read), so a burst is applied as runs (``merge_runs``), in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from queryplanner import Schema
@@ -44,3 +48,35 @@ def merge_pokes(schema: Schema, pokes: Sequence[Poke]) -> Poke:
         complete,
         tuple(m for p in pokes for m in p.mutations),
     )
+
+
+def merge_runs(schema: Schema, pokes: Sequence[Poke]) -> Iterator[tuple[int, Poke]]:
+    """The burst as merged runs, in order: (index of the run's last poke, merged poke)."""
+    start = 0
+    for i in range(1, len(pokes) + 1):
+        if i < len(pokes) and _kind(pokes[i]) == _kind(pokes[start]) != "mixed":
+            continue
+        run = pokes[start:i]
+        if _kind(run[0]) == "arrow":
+            yield i - 1, _merge_arrow(run)
+        else:
+            yield i - 1, merge_pokes(schema, run)
+        start = i
+
+
+def _kind(poke: Poke) -> str:
+    if not poke.arrow:
+        return "rows"
+    if poke.put or poke.delete or poke.complete or poke.mutations:
+        return "mixed"  # applied alone
+    return "arrow"
+
+
+def _merge_arrow(pokes: Sequence[Poke]) -> Poke:
+    if len(pokes) == 1:
+        return pokes[0]
+    blocks: dict[str, tuple[bytes, ...]] = {}
+    for poke in pokes:
+        for table, data in poke.arrow.items():
+            blocks[table] = blocks.get(table, ()) + data
+    return Poke(pokes[-1].version, arrow=blocks)

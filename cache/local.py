@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from cachetools import LRUCache
 
 from queryplanner import ColumnType, Query, Schema, Table, parse_query
@@ -36,6 +37,7 @@ from queryplanner.protocol import Poke
 from queryplanner.query import to_json
 from queryplanner.sql import compile_row_sets, compile_select, nest_rows
 from queryplanner.wire import decode_key, tuple_encoder
+from queryplanner.wire_arrow import from_ipc
 
 from .batch import RowBatch
 from .budget import Budget, RowId
@@ -208,31 +210,44 @@ class LocalState(PendingLayer):
 
     def apply_poke(self, poke: Poke, cursor: str | None) -> PokeOutcome:
         out = PokeOutcome()
-        puts: dict[str, RowBatch] = {}
-        put_ids: dict[str, list[RowId]] = {}
+        puts: list[tuple[RowBatch, list[RowId]]] = []
         sizes: dict[RowId, int] = {}
         dels: dict[str, list[RowId]] = {}
         changed: dict[str, set[tuple[Any, ...]]] = {}
         stored: dict[str, list[tuple[tuple[Any, ...], Mapping[str, Any]]]] = {}
+        columnar: set[str] = set()  # tables with rows that came as Arrow
         for name, wire_keys in poke.delete.items():
             t = self.schema.table(name)
             dels[name] = [self.row_id(t, k) for k in wire_keys]
             changed.setdefault(name, set()).update(k for _, k in dels[name])
             stored.setdefault(name, [])
-        for name, rows in poke.put.items():
-            if not rows:
-                continue
+        batches: list[tuple[RowBatch, list[Any] | None]] = [
+            (RowBatch(self.schema.table(name), rows), rows)
+            for name, rows in poke.put.items()
+            if rows
+        ]
+        for name, blocks in poke.arrow.items():
             t = self.schema.table(name)
-            batch = puts[name] = RowBatch(t, rows)
+            arrow = pa.concat_tables([from_ipc(t, data) for data in blocks])
+            batches.append((RowBatch.from_arrow(t, arrow), None))
+        for batch, rows in batches:
+            t = batch.table
+            name = t.name
             keys = batch.keys()
             if self._timestamp_pk[name]:
                 keys = [self.row_id(t, k)[1] for k in keys]
-            ids = put_ids[name] = [(name, k) for k in keys]
+            ids = [(name, k) for k in keys]
+            puts.append((batch, ids))
             sizes.update(zip(ids, batch.sizes(), strict=True))
             changed.setdefault(name, set()).update(keys)
-            # Wire rows: membership decodes only the timestamps a query's predicate reads.
-            stored.setdefault(name, []).extend(zip(keys, rows, strict=True))
-        out.tables = set(puts) | set(dels)
+            if rows is None:
+                columnar.add(name)
+            else:
+                # Wire rows: membership decodes only the timestamps a query's predicate reads.
+                stored.setdefault(name, []).extend(zip(keys, rows, strict=True))
+        for name in columnar:
+            stored.pop(name, None)  # no wire rows for these: DuckDB decides membership
+        out.tables = {b.table.name for b, _ in puts} | set(dels)
         extra = sum(s - self.budget.size_of(rid) for rid, s in sizes.items()) - sum(
             self.budget.size_of(rid) for ids in dels.values() for rid in ids
         )
@@ -244,11 +259,14 @@ class LocalState(PendingLayer):
             for name, ids in dels.items():
                 self.store.delete_keys(name, [k for _, k in ids])
                 self.budget.drop_rows(ids)
-            for name, batch in puts.items():
+            written: set[RowId] = set()
+            for batch, ids in puts:
                 # After the lift the store holds exactly the budget's rows: a batch of keys
                 # none of which is held (a hydration's) needs no delete first.
                 held = self.budget.holds
-                self.store.put_batch(batch, replace=any(held(rid) for rid in put_ids[name]))
+                replace = any(held(rid) or rid in written for rid in ids)
+                self.store.put_batch(batch, replace=replace)
+                written.update(ids)
             self.budget.put_rows(sizes)
             for qid, v in poke.complete.items():
                 d = self.desired.get(qid)

@@ -20,8 +20,8 @@ import orjson
 from queryplanner import Schema, Table
 from queryplanner.protocol import Poke
 from queryplanner.wire import encode_row, row_bytes
+from queryplanner.wire_arrow import VERSION_COLUMN
 
-from .batch import VERSION_COLUMN
 from .budget import Budget, RowId
 from .membership import Changed
 from .store import LocalStore

@@ -33,8 +33,9 @@ import orjson
 
 from queryplanner import ColumnType, Schema, Table
 from queryplanner.sql import DUCKDB_SETUP, create_table_sql
+from queryplanner.wire_arrow import VERSION_COLUMN
 
-from .batch import VERSION_COLUMN, RowBatch, key_table
+from .batch import RowBatch, key_table
 from .errors import StoreError
 from .journal import Journal
 

@@ -59,11 +59,18 @@ def raise_for_error(response: httpx.Response, body: bytes, client_version: int) 
 
 class Transport:
     def __init__(
-        self, http: httpx.AsyncClient, url: str, schema_version: int, token: str | None
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        schema_version: int,
+        token: str | None,
+        *,
+        arrow: bool = True,
     ) -> None:
         self.http = http
         self.url = url.rstrip("/")
         self.schema_version = schema_version
+        self.arrow = arrow  # hydrations as Arrow blocks (``rows=arrow``)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:
@@ -99,6 +106,8 @@ class Transport:
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
         params = {"clientId": client_id, "schemaVersion": str(self.schema_version)}
+        if self.arrow:
+            params["rows"] = "arrow"
         timeout = httpx.Timeout(10.0, read=None)
         async with self._sse("GET", "/sync", params=params, headers=headers, timeout=timeout) as it:
             async for sse in it:

@@ -19,6 +19,8 @@ See docs/protocol.md for the narrative. Event names and their data:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import re
 from collections.abc import Mapping
@@ -119,6 +121,18 @@ def parse_client_id(value: Any, where: str = "clientId") -> str:
             where, "The client id must be 8 to 64 characters of letters, digits, '_' or '-'."
         )
     return value
+
+
+ROW_ENCODINGS = ("json", "arrow")
+
+
+def parse_row_encoding(value: str | None) -> bool:
+    """The ``rows`` parameter of ``GET /sync``: True when hydrations may come as Arrow."""
+    if value is None or value == "json":
+        return False
+    if value == "arrow":
+        return True
+    raise ProtocolError("rows", f"Unknown row encoding {value!r:.40}; use 'json' or 'arrow'.")
 
 
 def parse_schema_version(value: Any, where: str = "schemaVersion") -> int:
@@ -477,16 +491,25 @@ class Poke:
     delete: Mapping[str, list[Key]] = field(default_factory=dict)
     complete: Mapping[str, int] = field(default_factory=dict)
     mutations: tuple[MutationResult, ...] = ()
+    # Rows in columnar form (only to a stream opened with ``rows=arrow``): per table, Arrow
+    # IPC streams of wire rows (``queryplanner.wire_arrow``), base64 text in the JSON.
+    arrow: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
     name = "poke"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "version": self.version,
             "put": dict(self.put),
             "del": dict(self.delete),
             "complete": dict(self.complete),
             "mutations": [m.to_json() for m in self.mutations],
         }
+        if self.arrow:
+            doc["arrow"] = {
+                t: [base64.b64encode(b).decode("ascii") for b in blocks]
+                for t, blocks in self.arrow.items()
+            }
+        return doc
 
 
 @dataclass(frozen=True)
@@ -583,6 +606,20 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _arrow_blocks(doc: Any) -> dict[str, tuple[bytes, ...]]:
+    if not isinstance(doc, Mapping):
+        raise ProtocolError("poke.arrow", "'arrow' must be an object: table -> base64 blocks.")
+    out = {}
+    for table, texts in doc.items():
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ProtocolError(f"poke.arrow.{table}", "Expected a list of base64 texts.")
+        try:
+            out[str(table)] = tuple(base64.b64decode(t, validate=True) for t in texts)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(f"poke.arrow.{table}", "Not valid base64 text.") from None
+    return out
+
+
 def parse_event(name: str, data: str | bytes | Any) -> Event:
     """An SSE event (name and data as received) -> its value. Unknown names raise."""
     doc = orjson.loads(data) if isinstance(data, str | bytes) else data
@@ -619,6 +656,7 @@ def parse_event(name: str, data: str | bytes | Any) -> Event:
             {str(t): list(keys) for t, keys in dele.items()},
             {str(q): int(v) for q, v in complete.items()},
             tuple(MutationResult.from_json(m, f"poke.mutations[{i}]") for i, m in enumerate(muts)),
+            _arrow_blocks(d.get("arrow", {})),
         )
     if name == "reset":
         return Reset(str(d.get("reason", "")))

@@ -41,6 +41,7 @@ from queryplanner.protocol import (
     parse_mutate_request,
     parse_queries_request,
     parse_query_request,
+    parse_row_encoding,
     parse_schema_version,
 )
 from queryplanner.sql import compile_row_sets
@@ -244,6 +245,7 @@ async def get_sync(srv: SyncServer, request: Request) -> Response:
     params = request.query_params
     client_id = parse_client_id(params.get("clientId"))
     version = parse_schema_version(params.get("schemaVersion"))
+    arrow = parse_row_encoding(params.get("rows"))
     srv.schema_for(version)
     principal = srv.auth.authenticate(request)
     cursor = parse_cursor(request.headers.get("last-event-id") or params.get("lastEventId"))
@@ -252,7 +254,7 @@ async def get_sync(srv: SyncServer, request: Request) -> Response:
     outbox = Outbox(srv.engine.limits.outbox_bytes)
     engine = srv.engine
     outbox.on_close = lambda ob: engine.submit(Detach(client_id, ob))
-    engine.submit(Attach(client_id, principal.user_id, version, cursor, outbox))
+    engine.submit(Attach(client_id, principal.user_id, version, cursor, outbox, arrow))
     assert srv.shutdown_event is not None
     return sse_response(
         outbox,

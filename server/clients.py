@@ -56,6 +56,7 @@ class ClientRecord:
     sent_bytes: int = 0
     pending_outcomes: list[MutationResult] = field(default_factory=list)
     outbox: Any = None  # the attached stream's Outbox, None while detached
+    arrow: bool = False  # the attached stream takes hydrations as Arrow (``rows=arrow``)
     detached_at: float | None = field(default_factory=time.monotonic)
 
     def remember(self, poke: SentPoke, limit: int) -> None:
@@ -149,6 +150,13 @@ class PokeBuilder:
     def add_fresh(self, k: RowKey, row: WireRow) -> None:
         """A row new to the client that a hydration brings (streamed ahead of its step)."""
         self._inc(k, row, hydrating=True)
+
+    def sent_ahead(self, keys: Iterable[RowKey], versions: Iterable[int]) -> None:
+        """Rows new to the client that went ahead of the step's last poke (as Arrow): one
+        query holds each."""
+        held = self.rec.held
+        for k, v in zip(keys, versions, strict=True):
+            held[k] = [1, v]
 
     def drop(self, rows: Iterable[RowKey]) -> None:
         for k in rows:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -45,11 +46,12 @@ from queryplanner.protocol import (
 
 from .changelog import ChangeBatch
 from .clients import ClientRecord, Desired, Fragments, PokeBuilder, SentPoke
+from .columnar import arrow_pokes, columnar, read_rows, split
 from .db import Database
 from .incremental import IncrementalMaintainer
 from .store import Store
 from .stream import Outbox
-from .subscriptions import Maintainer, RowKey, Subscription, no_pause
+from .subscriptions import Maintainer, RowKey, Subscription, WireRow, no_pause
 
 log = logging.getLogger("querysync.server")
 
@@ -58,6 +60,7 @@ log = logging.getLogger("querysync.server")
 class EngineLimits:
     outbox_bytes: int = 4 << 20  # per-client queue before a slow consumer is cut off
     poke_bytes: int = 256 << 10  # rows per poke of a hydration split in several (about)
+    arrow_poke_bytes: int = 4 << 20  # Arrow data per poke of a columnar hydration (about)
     resume_bytes: int = 4 << 20  # per-client log of recent pokes kept for resumes
     default_ttl: float = 30.0  # how long a query without TTL outlives its stream
     record_ttl: float = 600.0  # how long a detached client's record is kept
@@ -70,6 +73,7 @@ class Attach:
     schema_version: int
     cursor: Cursor | None
     outbox: Outbox
+    arrow: bool = False  # the stream takes hydrations as Arrow (``rows=arrow``)
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,8 @@ class SyncEngine:
         self._between: Callable[[], None] = _nothing
         self._streaming: _Streaming | None = None
         self._streamed_to: list[Outbox] = []  # outboxes a hydration streamed to in this step
+        # Subscriptions whose rows went out as Arrow: built after the step's last poke.
+        self._deferred: list[Subscription] = []
 
     # -- lifecycle (event loop) ------------------------------------------------------------
 
@@ -225,7 +231,10 @@ class SyncEngine:
                 self._outgoing.append((None, outbox.hydrated))
             self._streamed_to.clear()
             self._flush()  # the pokes go out before the read transaction ends
-            cur.execute("COMMIT")
+            try:
+                self._build_deferred(cur, version)
+            finally:
+                cur.execute("COMMIT")
             if self._oldest_commit is not None:
                 self.send_ms.append((time.monotonic() - self._oldest_commit) * 1000)
                 self._oldest_commit = None
@@ -236,13 +245,7 @@ class SyncEngine:
         if batches:
             self._oldest_commit = batches[0].committed_at
         builders: dict[str, PokeBuilder] = {}
-
-        def builder(rec: ClientRecord) -> PokeBuilder:
-            b = builders.get(rec.client_id)
-            if b is None:
-                b = builders[rec.client_id] = PokeBuilder(rec, version)
-            return b
-
+        builder = _builder_of(builders, version)
         events: dict[str, list[Event]] = {}  # events before the poke (hello, reset, ...)
         if version != self.version or batches is None:
             for sub, delta in self.maintainer.changes(cur, batches, self.subs.values()):
@@ -331,6 +334,8 @@ class SyncEngine:
                 return True
             if self._streaming is not None and c.client_id == self._streaming.rec.client_id:
                 return False  # the client being streamed to re-attaches after the add
+            if any(c.client_id in s.clients for s in self._deferred if s.pending):
+                return False  # its attach would build a subscription inside another's build
             rec = self.records.get(c.client_id)
             return rec is None or rec.user_id == c.user_id
 
@@ -371,11 +376,7 @@ class SyncEngine:
         outbox = s.rec.outbox if s is not None else None
         if s is None or outbox is None:
             return
-        if not outbox.hydrating:
-            # The rows stream ahead of the step's last push: the slow-consumer bound waits
-            # for that push (a hydration is bounded by its query, as in one push).
-            outbox.hydrating = True
-            self._streamed_to.append(outbox)
+        self._unbound_until_step_end(outbox)
         # The rows loaded since the last pause are the newest entries of ``sub.result``: read
         # them from its end, not by skipping every row already seen.
         result = s.sub.result
@@ -392,6 +393,62 @@ class SyncEngine:
         for poke in ahead.pokes(self.schema, self._fragments, self.limits.poke_bytes):
             self._send_poke(s.rec, version, poke)
         self._flush()
+
+    def _unbound_until_step_end(self, outbox: Outbox) -> None:
+        if not outbox.hydrating:
+            # Rows stream ahead of the step's last push: the slow-consumer bound waits for
+            # that push (a hydration is bounded by its query, as in one push).
+            outbox.hydrating = True
+            self._streamed_to.append(outbox)
+
+    def _send_columnar(
+        self,
+        cur: Any,
+        version: int,
+        rec: ClientRecord,
+        sub: Subscription,
+        builder: Callable[[ClientRecord], PokeBuilder],
+    ) -> dict[RowKey, WireRow]:
+        """Send a new subscription's rows as Arrow (``server.columnar``) and defer its build;
+        returns the rows that wait for the step's last poke."""
+        rows = read_rows(cur, sub, self.schema)
+        main = builder(rec)
+        held, puts, dels = rec.held, main.puts, main.dels
+        arrow, keys, versions, later = split(
+            rows, lambda k: k not in held and k not in puts and k not in dels
+        )
+        main.sent_ahead(keys, versions)
+        if keys:
+            assert rec.outbox is not None
+            self._unbound_until_step_end(rec.outbox)
+            for poke in arrow_pokes(version, rows.table, arrow, self.limits.arrow_poke_bytes):
+                self._send_poke(rec, version, poke)
+            self._flush()
+        sub.defer(lambda: self.maintainer.add(cur, sub))
+        self._deferred.append(sub)
+        return later
+
+    def _build_deferred(self, cur: Any, version: int) -> None:
+        """Build the subscriptions whose rows went out as Arrow (after the step's last poke:
+        their clients have them). Streams opened meanwhile are served inside the builds."""
+        while self._deferred:
+            sub = self._deferred[0]
+            builders: dict[str, PokeBuilder] = {}
+            builder = _builder_of(builders, version)
+            events: dict[str, list[Event]] = {}
+            self.maintainer.pause = functools.partial(
+                self._serve_attaches, cur, version, builder, events, safe_only=True
+            )
+            try:
+                if self.subs.get(sub.key) is sub:
+                    sub.build()
+                else:  # released in its step: nothing to build
+                    sub.defer(None)
+            finally:
+                self.maintainer.pause = no_pause
+                self._deferred.pop(0)
+            self._poke_all(version, builders, events)
+            self._flush()
 
     def _send_poke(self, rec: ClientRecord, version: int, poke: Poke) -> None:
         self.pokes_sent += 1
@@ -505,10 +562,12 @@ class SyncEngine:
             and rec.schema_version == cmd.schema_version
             and c.seq <= rec.seq
             and self.store.log.reaches(rec.version)
+            and rec.arrow == cmd.arrow  # the remembered pokes are in the stream's encoding
         ):
             replay = rec.replay_after(c.seq)
         kind = "fresh" if c is None else ("resumed" if replay is not None else "reset")
         rec.schema_version = cmd.schema_version
+        rec.arrow = cmd.arrow
         row = cur.execute(
             "SELECT coalesce(max(id), 0) FROM _qs_mutation WHERE client_id = ?", [cmd.client_id]
         ).fetchone()
@@ -570,6 +629,7 @@ class SyncEngine:
             key = (qid, scope)
             sub = self.subs.get(key)
             streamed: set[RowKey] = set()  # rows of a new subscription sent during its add
+            later: dict[RowKey, WireRow] | None = None  # a columnar hydration's other rows
             if sub is None:
                 self._between()  # a hydration may be long: streams opened meanwhile get hello
                 if self.records.get(rec.client_id) is not rec:
@@ -577,11 +637,19 @@ class SyncEngine:
                 attached = rec.outbox is not None  # this client's own stream may be one
                 try:
                     sub = Subscription(key, query, self.schema, cmd.rules)
-                    self._streaming = _Streaming(rec, sub, streamed) if attached else None
-                    try:
-                        self.maintainer.add(cur, sub)
-                    finally:
-                        self._streaming = None
+                    if (
+                        attached
+                        and rec.arrow
+                        and rec.schema_version == self.schema.version
+                        and columnar(sub, self.schema)
+                    ):
+                        later = self._send_columnar(cur, self.version, rec, sub, builder)
+                    else:
+                        self._streaming = _Streaming(rec, sub, streamed) if attached else None
+                        try:
+                            self.maintainer.add(cur, sub)
+                        finally:
+                            self._streaming = None
                 except Exception as exc:  # a query DuckDB cannot run: report, keep serving
                     log.warning("query %s failed: %s", qid, exc)
                     if streamed:
@@ -600,7 +668,10 @@ class SyncEngine:
             rec.desired[qid] = d
             if attached:
                 d.complete = True
-                builder(rec).hydrate(qid, sub.result, skip=streamed)
+                if later is not None:
+                    builder(rec).hydrate(qid, later)
+                else:
+                    builder(rec).hydrate(qid, sub.result, skip=streamed)
             else:
                 d.expires_at = (rec.detached_at or self.clock()) + self._ttl(d)
 
@@ -610,6 +681,7 @@ class SyncEngine:
         self.schema = cmd.schema
         subs = list(self.subs.values())
         for sub in subs:
+            sub.build()  # a deferred build must not run after the rebuild below
             self.maintainer.remove(sub)
         self.maintainer.set_schema(cmd.schema)
         for sub in subs:
@@ -670,6 +742,20 @@ class _Streaming:
 
 def _nothing() -> None:
     pass
+
+
+def _builder_of(
+    builders: dict[str, PokeBuilder], version: int
+) -> Callable[[ClientRecord], PokeBuilder]:
+    """The step's one ``PokeBuilder`` per client, made on first use."""
+
+    def builder(rec: ClientRecord) -> PokeBuilder:
+        b = builders.get(rec.client_id)
+        if b is None:
+            b = builders[rec.client_id] = PokeBuilder(rec, version)
+        return b
+
+    return builder
 
 
 def _run_all(calls: list[Outgoing]) -> None:

@@ -73,10 +73,37 @@ class Subscription:
         self.key = key
         self.query = query
         self.rules = rules
-        self.result: dict[RowKey, WireRow] = {}
+        self._result: dict[RowKey, WireRow] = {}
+        self._build: Callable[[], None] | None = None
         self.clients: set[str] = set()
         self.ivm: Any = None  # the incremental maintainer's state for this subscription
         self.compile(schema)
+
+    @property
+    def result(self) -> dict[RowKey, WireRow]:
+        """The current rows; a deferred build runs first (see ``defer``)."""
+        if self._build is not None:
+            self.build()
+        return self._result
+
+    @result.setter
+    def result(self, rows: dict[RowKey, WireRow]) -> None:
+        self._result = rows
+
+    def defer(self, build: Callable[[], None] | None) -> None:
+        """Build this subscription's state later, at the latest when its result is read
+        (a columnar hydration sends the rows first: ``server.columnar``); None: no build."""
+        self._build = build
+
+    @property
+    def pending(self) -> bool:
+        return self._build is not None
+
+    def build(self) -> None:
+        """Run the deferred build now (once)."""
+        build, self._build = self._build, None
+        if build is not None:
+            build()
 
     def compile(self, schema: Schema) -> None:
         """(Re)compile for ``schema`` (at creation, and after an online migration)."""
