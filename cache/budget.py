@@ -18,6 +18,7 @@ Pure bookkeeping, no I/O: the client asks it for decisions and then does the del
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -80,6 +81,13 @@ class Budget:
             self._sizes[rid] = size
             if rid not in self._refs:
                 self._orphans.add(rid)
+
+    def growth(self, sizes: Mapping[RowId, int]) -> int:
+        """How many bytes writing rows of these sizes adds to ``bytes_held``."""
+        return sum(sizes.values()) - sum(map(self._sizes.get, sizes, itertools.repeat(0)))
+
+    def holds_any(self, ids: Iterable[RowId]) -> bool:
+        return not self._sizes.keys().isdisjoint(ids)
 
     def drop_rows(self, ids: Iterable[RowId]) -> None:
         """Rows deleted from the store."""

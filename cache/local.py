@@ -248,7 +248,7 @@ class LocalState(PendingLayer):
         for name in columnar:
             stored.pop(name, None)  # no wire rows for these: DuckDB decides membership
         out.tables = {b.table.name for b, _ in puts} | set(dels)
-        extra = sum(s - self.budget.size_of(rid) for rid, s in sizes.items()) - sum(
+        extra = self.budget.growth(sizes) - sum(
             self.budget.size_of(rid) for ids in dels.values() for rid in ids
         )
         with self.transaction():
@@ -263,8 +263,7 @@ class LocalState(PendingLayer):
             for batch, ids in puts:
                 # After the lift the store holds exactly the budget's rows: a batch of keys
                 # none of which is held (a hydration's) needs no delete first.
-                held = self.budget.holds
-                replace = any(held(rid) or rid in written for rid in ids)
+                replace = self.budget.holds_any(ids) or not written.isdisjoint(ids)
                 self.store.put_batch(batch, replace=replace)
                 written.update(ids)
             self.budget.put_rows(sizes)

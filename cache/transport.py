@@ -1,6 +1,6 @@
 """HTTP and SSE to the sync server: requests, the one stream, and the reconnect schedule.
 
-Thin I/O over httpx and httpx-sse; every message is encoded and parsed by
+Thin I/O over httpx (events decoded by ``cache.sse``); every message is encoded and parsed by
 ``queryplanner.protocol``. Error answers are translated here, at the boundary: a 409 with code
 ``schema_version`` becomes ``SchemaVersionError`` carrying both versions, any other non-2xx a
 ``ServerError``; network failures stay ``httpx.TransportError`` for the reconnect loop.
@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 import orjson
-from httpx_sse import ServerSentEvent, aconnect_sse
 
 from queryplanner.protocol import ErrorBody, Event, ProtocolError, parse_event
 
 from .errors import SchemaVersionError, ServerError
+from .sse import SSE, SSEDecoder
 
 
 def backoff_delay(
@@ -90,13 +90,19 @@ class Transport:
     @asynccontextmanager
     async def _sse(
         self, method: str, path: str, **kwargs: Any
-    ) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
-        async with aconnect_sse(self.http, method, self.url + path, **kwargs) as source:
-            response = source.response
-            if response.status_code >= 300:
-                body = await response.aread()
-                raise_for_error(response, body, self.schema_version)
-            yield source.aiter_sse()
+    ) -> AsyncIterator[AsyncIterator[SSE]]:
+        headers = {**kwargs.pop("headers", {}), "Accept": "text/event-stream",
+                   "Cache-Control": "no-store"}
+        async with self.http.stream(method, self.url + path, headers=headers, **kwargs) as r:
+            if r.status_code >= 300:
+                body = await r.aread()
+                raise_for_error(r, body, self.schema_version)
+            kind = r.headers.get("content-type", "")
+            if not kind.startswith("text/event-stream"):
+                raise ServerError(
+                    r.status_code, "unknown", f"Expected an event stream, got {kind!r:.80}."
+                )
+            yield _events(r)
 
     async def sync_stream(
         self, client_id: str, last_event_id: str | None
@@ -126,3 +132,12 @@ class Transport:
             async for sse in it:
                 if sse.event and sse.event != "message":
                     yield parse_event(sse.event, sse.data)
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[SSE]:
+    decoder = SSEDecoder()
+    async for chunk in response.aiter_bytes():
+        for sse in decoder.feed(chunk):
+            yield sse
+    for sse in decoder.close():
+        yield sse

@@ -19,7 +19,6 @@ See docs/protocol.md for the narrative. Event names and their data:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import itertools
 import re
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import orjson
+import pybase64
 
 from .errors import QueryPlannerError
 
@@ -506,7 +506,7 @@ class Poke:
         }
         if self.arrow:
             doc["arrow"] = {
-                t: [base64.b64encode(b).decode("ascii") for b in blocks]
+                t: [pybase64.b64encode(b).decode("ascii") for b in blocks]
                 for t, blocks in self.arrow.items()
             }
         return doc
@@ -614,7 +614,9 @@ def _arrow_blocks(doc: Any) -> dict[str, tuple[bytes, ...]]:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ProtocolError(f"poke.arrow.{table}", "Expected a list of base64 texts.")
         try:
-            out[str(table)] = tuple(base64.b64decode(t, validate=True) for t in texts)
+            # pybase64 (SIMD): the standard library's decoder took a sixth of a 100 MB
+            # hydration's time on the client.
+            out[str(table)] = tuple(pybase64.b64decode(t, validate=True) for t in texts)
         except (binascii.Error, ValueError):
             raise ProtocolError(f"poke.arrow.{table}", "Not valid base64 text.") from None
     return out

@@ -93,6 +93,7 @@ def compile_select(
     rules: Rules | None = None,
     columns: Sequence[str] | None = None,
     iso_timestamps: bool = False,
+    ordered: bool = True,
 ) -> CompiledSQL:
     """The root rows of a bound query (or the groups of an aggregate query) as one SELECT.
 
@@ -100,6 +101,8 @@ def compile_select(
     related children are not included (see ``compile_row_sets``). Groups have the groupBy
     columns, then the measures by alias, ordered by the groupBy columns (NULLS LAST).
     ``iso_timestamps``: the rows' timestamps as the wire's ISO text (not for aggregates).
+    ``ordered=False``: the rows of a query without a limit in any order (a row set, not an
+    answer: DuckDB need not sort, and can stream the first rows before it has read the last).
     """
     table = schema.table(query.table)
     em = Emitter(schema, rules)
@@ -109,7 +112,7 @@ def compile_select(
     else:
         frag = select_rows(
             em, query, table, alias, select_columns(table, columns),
-            iso_timestamps=iso_timestamps,
+            iso_timestamps=iso_timestamps, ordered=ordered,
         )
     return CompiledSQL(frag.sql, frag.params)
 

@@ -265,10 +265,12 @@ def select_rows(
     columns: Sequence[str],
     *,
     iso_timestamps: bool = False,
+    ordered: bool = True,
 ) -> Frag:
     """``SELECT columns FROM table WHERE where+rule+start ORDER BY ... LIMIT ?``.
 
     ``iso_timestamps``: timestamp columns come out as the wire's ISO text (``iso_text``).
+    ``ordered=False``: no ORDER BY unless a LIMIT needs it.
     """
 
     def head_of(c: str) -> str:
@@ -281,7 +283,7 @@ def select_rows(
     frag = Frag(f"SELECT {head} FROM {ident(table.name)} AS {alias} WHERE ") + where_sql(
         em, query, table, alias
     )
-    if query.order_by:
+    if query.order_by and (ordered or query.limit is not None):
         frag = frag + f" ORDER BY {order_sql(query.order_by, table, alias)}"
     if query.limit is not None:
         frag = frag + Frag(" LIMIT ?", (query.limit,))

@@ -21,21 +21,13 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from queryplanner import ColumnType, Schema, Table
+from queryplanner import ColumnType, Schema, Table, compile_select
 from queryplanner.protocol import Poke
 from queryplanner.wire_arrow import VERSION_COLUMN, arrow_schema, select_wire_columns, to_ipc
 
-from .subscriptions import RowKey, Subscription, WireRow
+from .subscriptions import RowKey, Subscription, WireRow, internal_schema
 
-
-@dataclass
-class ColumnarRows:
-    """A subscription's rows in the wire layout, with their keys and versions."""
-
-    table: Table
-    rows: pa.Table
-    keys: list[RowKey]
-    versions: list[int]
+READ_ROWS = 2048  # rows per Arrow batch read from DuckDB
 
 
 def columnar(sub: Subscription, schema: Schema) -> bool:
@@ -49,40 +41,73 @@ def columnar(sub: Subscription, schema: Schema) -> bool:
     return not any(t.column(k).type is ColumnType.TIMESTAMP for k in t.primary_key)
 
 
-def read_rows(cur: duckdb.DuckDBPyConnection, sub: Subscription, schema: Schema) -> ColumnarRows:
-    """The subscription's rows at the step's snapshot, read by its own compiled SQL (the
-    read rules included), as Arrow."""
-    (rs,) = sub.row_sets
-    table = schema.table(rs.table)
-    # ``sql`` (a relation), not ``execute``: DuckDB then hands over its Arrow without a copy.
-    # It needs the step's earlier ``execute`` results finished first (they are read already).
-    cur.complete()
-    arrow = cur.sql(select_wire_columns(table, rs.sql), params=list(rs.params)).to_arrow_table()
-    arrow = arrow.cast(arrow_schema(table))
-    cols = [arrow.column(k).to_pylist() for k in table.primary_key]
-    keys = [(table.name, k) for k in zip(*cols, strict=True)]
-    return ColumnarRows(table, arrow, keys, arrow.column(VERSION_COLUMN).to_pylist())
+@dataclass
+class SentAhead:
+    """One poke of Arrow rows, with the keys and versions of its rows."""
+
+    poke: Poke
+    keys: list[RowKey]
+    versions: list[int]
 
 
-def split(
-    rows: ColumnarRows, ahead: Callable[[RowKey], bool]
-) -> tuple[pa.Table, list[RowKey], list[int], dict[RowKey, WireRow]]:
-    """(the rows that go ahead as Arrow, their keys and versions, the other rows as wire
-    rows). ``ahead(key)`` says whether a row may go ahead."""
-    mask = [ahead(k) for k in rows.keys]
-    keys = [k for k, m in zip(rows.keys, mask, strict=True) if m]
-    versions = [v for v, m in zip(rows.versions, mask, strict=True) if m]
-    if len(keys) == len(rows.keys):
-        return rows.rows, keys, versions, {}
-    flags = pa.array(mask, pa.bool_())
-    rest = rows.rows.filter(pa.compute.invert(flags))
-    rest_keys = [k for k, m in zip(rows.keys, mask, strict=True) if not m]
-    return (
-        rows.rows.filter(flags),
-        keys,
-        versions,
-        dict(zip(rest_keys, wire_rows(rows.table, rest), strict=True)),
-    )
+class ArrowHydration:
+    """Reads a subscription's rows at the step's snapshot by its own compiled SQL (the read
+    rules included) in Arrow batches, and turns the rows that may go ahead into pokes of about
+    ``max_bytes`` each as they are read: the first poke leaves before the last row is read.
+    ``later`` collects the other rows, as wire rows."""
+
+    def __init__(
+        self, sub: Subscription, schema: Schema, ahead: Callable[[RowKey], bool], max_bytes: int
+    ) -> None:
+        self.table = schema.table(sub.query.table)
+        # The query's root rows under its read rules, as the row set selects them, but with
+        # no DISTINCT and no ORDER BY without a limit: DuckDB streams the first rows at once.
+        self.select = compile_select(
+            sub.query, internal_schema(schema), rules=sub.rules, ordered=False
+        )
+        self.ahead = ahead
+        self.max_bytes = max_bytes
+        self.later: dict[RowKey, WireRow] = {}
+
+    def pokes(self, cur: duckdb.DuckDBPyConnection, version: int) -> Iterator[SentAhead]:
+        table, rs = self.table, self.select
+        schema = arrow_schema(table)
+        # ``sql`` (a relation), not ``execute``: DuckDB then hands over its Arrow without a
+        # copy. It needs the step's earlier ``execute`` results finished (they are read).
+        cur.complete()
+        rel = cur.sql(select_wire_columns(table, rs.sql), params=list(rs.params))
+        parts: list[pa.RecordBatch] = []
+        keys: list[RowKey] = []
+        versions: list[int] = []
+        size = 0
+        for batch in rel.to_arrow_reader(READ_ROWS):
+            batch = batch.cast(schema)
+            cols = [batch.column(k).to_pylist() for k in table.primary_key]
+            bkeys = [(table.name, k) for k in zip(*cols, strict=True)]
+            bvers = batch.column(VERSION_COLUMN).to_pylist()
+            mask = [self.ahead(k) for k in bkeys]
+            if not all(mask):
+                flags = pa.array(mask, pa.bool_())
+                rest = batch.filter(pa.compute.invert(flags))
+                rest_keys = [k for k, m in zip(bkeys, mask, strict=True) if not m]
+                self.later.update(zip(rest_keys, wire_rows(table, rest), strict=True))
+                batch = batch.filter(flags)
+                bkeys = [k for k, m in zip(bkeys, mask, strict=True) if m]
+                bvers = [v for v, m in zip(bvers, mask, strict=True) if m]
+            if not bkeys:
+                continue
+            parts.append(batch)
+            keys += bkeys
+            versions += bvers
+            size += batch.nbytes
+            if size >= self.max_bytes:
+                yield SentAhead(self._poke(version, parts), keys, versions)
+                parts, keys, versions, size = [], [], [], 0
+        if keys:
+            yield SentAhead(self._poke(version, parts), keys, versions)
+
+    def _poke(self, version: int, parts: list[pa.RecordBatch]) -> Poke:
+        return Poke(version, arrow={self.table.name: (to_ipc(self.table, parts),)})
 
 
 def wire_rows(table: Table, arrow: pa.Table) -> list[WireRow]:
@@ -95,15 +120,4 @@ def wire_rows(table: Table, arrow: pa.Table) -> list[WireRow]:
             if text is not None:
                 row[name] = orjson.loads(text)
     return out
-
-
-def arrow_pokes(version: int, table: Table, arrow: pa.Table, max_bytes: int) -> Iterator[Poke]:
-    """``arrow`` in pokes of about ``max_bytes`` of Arrow data each (whole rows)."""
-    n = arrow.num_rows
-    if not n:
-        return
-    per_poke = max(1, int(n * max_bytes / max(1, arrow.nbytes)))
-    for start in range(0, n, per_poke):
-        part = arrow.slice(start, per_poke)
-        yield Poke(version, arrow={table.name: (to_ipc(table, part.to_batches()),)})
 

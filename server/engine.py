@@ -46,7 +46,7 @@ from queryplanner.protocol import (
 
 from .changelog import ChangeBatch
 from .clients import ClientRecord, Desired, Fragments, PokeBuilder, SentPoke
-from .columnar import arrow_pokes, columnar, read_rows, split
+from .columnar import ArrowHydration, columnar
 from .db import Database
 from .incremental import IncrementalMaintainer
 from .store import Store
@@ -408,25 +408,29 @@ class SyncEngine:
         rec: ClientRecord,
         sub: Subscription,
         builder: Callable[[ClientRecord], PokeBuilder],
+        streamed: set[RowKey],
     ) -> dict[RowKey, WireRow]:
         """Send a new subscription's rows as Arrow (``server.columnar``) and defer its build;
-        returns the rows that wait for the step's last poke."""
-        rows = read_rows(cur, sub, self.schema)
+        returns the rows that wait for the step's last poke. ``streamed`` gets the keys sent
+        (dropped again if the add fails)."""
         main = builder(rec)
         held, puts, dels = rec.held, main.puts, main.dels
-        arrow, keys, versions, later = split(
-            rows, lambda k: k not in held and k not in puts and k not in dels
+        hydration = ArrowHydration(
+            sub,
+            self.schema,
+            lambda k: k not in held and k not in puts and k not in dels,
+            self.limits.arrow_poke_bytes,
         )
-        main.sent_ahead(keys, versions)
-        if keys:
-            assert rec.outbox is not None
+        assert rec.outbox is not None
+        for sent in hydration.pokes(cur, version):
             self._unbound_until_step_end(rec.outbox)
-            for poke in arrow_pokes(version, rows.table, arrow, self.limits.arrow_poke_bytes):
-                self._send_poke(rec, version, poke)
-            self._flush()
+            main.sent_ahead(sent.keys, sent.versions)
+            streamed.update(sent.keys)
+            self._send_poke(rec, version, sent.poke)
+            self._flush()  # each poke leaves while the next is read
         sub.defer(lambda: self.maintainer.add(cur, sub))
         self._deferred.append(sub)
-        return later
+        return hydration.later
 
     def _build_deferred(self, cur: Any, version: int) -> None:
         """Build the subscriptions whose rows went out as Arrow (after the step's last poke:
@@ -643,7 +647,9 @@ class SyncEngine:
                         and rec.schema_version == self.schema.version
                         and columnar(sub, self.schema)
                     ):
-                        later = self._send_columnar(cur, self.version, rec, sub, builder)
+                        later = self._send_columnar(
+                            cur, self.version, rec, sub, builder, streamed
+                        )
                     else:
                         self._streaming = _Streaming(rec, sub, streamed) if attached else None
                         try:

@@ -12,6 +12,7 @@ database file can be opened again (a restart).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import socket
@@ -27,8 +28,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from queryplanner import Schema, parse_query, query_id
+from queryplanner.wire_arrow import from_ipc
 
 from .app import SyncServer, create_app
+from .columnar import wire_rows
 
 
 @dataclass
@@ -148,7 +151,10 @@ class StreamReader:
         token: str | None = None,
         state: dict[str, dict[tuple[Any, ...], dict[str, Any]]] | None = None,
         keys: dict[str, tuple[str, ...]] | None = None,
+        arrow_schema: Schema | None = None,
     ) -> None:
+        """``arrow_schema``: open the stream with ``rows=arrow`` and decode the Arrow blocks
+        of hydrations with this schema (into ``state``, as wire rows)."""
         import httpx
 
         self.events: list[Received] = []
@@ -162,6 +168,9 @@ class StreamReader:
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(30, connect=5))
         self._params = {"clientId": client_id, "schemaVersion": str(schema_version)}
+        self.arrow_schema = arrow_schema
+        if arrow_schema is not None:
+            self._params["rows"] = "arrow"
         self._headers = headers
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -213,6 +222,13 @@ class StreamReader:
             for table, keys in ev.data["del"].items():
                 for key in keys:
                     self.state.get(table, {}).pop(tuple(key), None)
+            for table, blocks in ev.data.get("arrow", {}).items():
+                assert self.arrow_schema is not None, "Arrow rows on a stream that asked for JSON"
+                t = self.arrow_schema.table(table)
+                pk = self.keys.get(table, ("id",))
+                for block in blocks:
+                    for row in wire_rows(t, from_ipc(t, base64.b64decode(block))):
+                        self.state.setdefault(table, {})[tuple(row[k] for k in pk)] = row
             self.last_id = ev.id
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[Received]:
