@@ -334,8 +334,10 @@ class SyncEngine:
                 return True
             if self._streaming is not None and c.client_id == self._streaming.rec.client_id:
                 return False  # the client being streamed to re-attaches after the add
-            if any(c.client_id in s.clients for s in self._deferred if s.pending):
-                return False  # its attach would build a subscription inside another's build
+            if any(c.client_id in s.clients for s in self._deferred):
+                # Its attach would read a subscription still being built (or build one inside
+                # another's build): after the builds.
+                return False
             rec = self.records.get(c.client_id)
             return rec is None or rec.user_id == c.user_id
 
@@ -401,6 +403,14 @@ class SyncEngine:
             outbox.hydrating = True
             self._streamed_to.append(outbox)
 
+    def _takes_arrow(self, rec: ClientRecord, sub: Subscription) -> bool:
+        """Whether ``rec``'s stream gets ``sub``'s hydration as Arrow blocks."""
+        return (
+            rec.arrow
+            and rec.schema_version == self.schema.version
+            and columnar(sub, self.schema)
+        )
+
     def _send_columnar(
         self,
         cur: Any,
@@ -410,9 +420,9 @@ class SyncEngine:
         builder: Callable[[ClientRecord], PokeBuilder],
         streamed: set[RowKey],
     ) -> dict[RowKey, WireRow]:
-        """Send a new subscription's rows as Arrow (``server.columnar``) and defer its build;
-        returns the rows that wait for the step's last poke. ``streamed`` gets the keys sent
-        (dropped again if the add fails)."""
+        """Send a subscription's rows to ``rec`` as Arrow (``server.columnar``); returns the
+        rows that wait for the step's last poke. ``streamed`` gets the keys sent (dropped
+        again if the add fails)."""
         main = builder(rec)
         held, puts, dels = rec.held, main.puts, main.dels
         hydration = ArrowHydration(
@@ -428,8 +438,6 @@ class SyncEngine:
             streamed.update(sent.keys)
             self._send_poke(rec, version, sent.poke)
             self._flush()  # each poke leaves while the next is read
-        sub.defer(lambda: self.maintainer.add(cur, sub))
-        self._deferred.append(sub)
         return hydration.later
 
     def _build_deferred(self, cur: Any, version: int) -> None:
@@ -632,42 +640,42 @@ class SyncEngine:
                 continue
             key = (qid, scope)
             sub = self.subs.get(key)
-            streamed: set[RowKey] = set()  # rows of a new subscription sent during its add
+            streamed: set[RowKey] = set()  # rows of the subscription sent ahead of the step
             later: dict[RowKey, WireRow] | None = None  # a columnar hydration's other rows
-            if sub is None:
+            new = sub is None
+            if new:
                 self._between()  # a hydration may be long: streams opened meanwhile get hello
                 if self.records.get(rec.client_id) is not rec:
                     return  # another user took this client id meanwhile: drop the rest
                 attached = rec.outbox is not None  # this client's own stream may be one
-                try:
+            try:
+                if sub is None:
                     sub = Subscription(key, query, self.schema, cmd.rules)
-                    if (
-                        attached
-                        and rec.arrow
-                        and rec.schema_version == self.schema.version
-                        and columnar(sub, self.schema)
-                    ):
-                        later = self._send_columnar(
-                            cur, self.version, rec, sub, builder, streamed
+                if attached and self._takes_arrow(rec, sub):
+                    # Read at the step's snapshot, as the subscription's result now is.
+                    later = self._send_columnar(cur, self.version, rec, sub, builder, streamed)
+                    if new:  # its state is built after the step's last poke
+                        sub.defer(functools.partial(self.maintainer.add, cur, sub))
+                        self._deferred.append(sub)
+                elif new:
+                    self._streaming = _Streaming(rec, sub, streamed) if attached else None
+                    try:
+                        self.maintainer.add(cur, sub)
+                    finally:
+                        self._streaming = None
+            except Exception as exc:  # a query DuckDB cannot run: report, keep serving
+                log.warning("query %s failed: %s", qid, exc)
+                if streamed:
+                    builder(rec).drop(streamed)  # rows sent ahead of the failed add go
+                if attached:
+                    events.setdefault(rec.client_id, []).append(
+                        QueryErrorEvent(
+                            qid,
+                            ErrorBody("invalid_query", "The server could not run this query."),
                         )
-                    else:
-                        self._streaming = _Streaming(rec, sub, streamed) if attached else None
-                        try:
-                            self.maintainer.add(cur, sub)
-                        finally:
-                            self._streaming = None
-                except Exception as exc:  # a query DuckDB cannot run: report, keep serving
-                    log.warning("query %s failed: %s", qid, exc)
-                    if streamed:
-                        builder(rec).drop(streamed)  # rows sent ahead of the failed add go
-                    if attached:
-                        events.setdefault(rec.client_id, []).append(
-                            QueryErrorEvent(
-                                qid,
-                                ErrorBody("invalid_query", "The server could not run this query."),
-                            )
-                        )
-                    continue
+                    )
+                continue
+            if new:
                 self.subs[key] = sub
             sub.clients.add(rec.client_id)
             d = Desired(sub, ttl)

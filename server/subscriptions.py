@@ -95,10 +95,6 @@ class Subscription:
         (a columnar hydration sends the rows first: ``server.columnar``); None: no build."""
         self._build = build
 
-    @property
-    def pending(self) -> bool:
-        return self._build is not None
-
     def build(self) -> None:
         """Run the deferred build now (once)."""
         build, self._build = self._build, None
