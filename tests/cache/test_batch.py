@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from hypothesis import given, settings
@@ -99,3 +100,70 @@ def test_rows_with_a_timestamp_primary_key_are_put_and_deleted() -> None:
     local.apply_poke(Poke(2, {}, {"event": [["2026-01-01T00:00:01"]]}, {}), "2.1.t")
     assert [r["name"] for r in local.run(q)] == ["e0", "e2"]
     assert len(local.budget.members(q.id)) == 2 and local.budget.unreferenced() == []
+
+
+ALL_TYPES = Schema.from_dict(
+    {
+        "version": 1,
+        "tables": {
+            "thing": {
+                "columns": {
+                    "id": {"type": "integer", "nullable": False},
+                    "name": "text",
+                    "score": "float",
+                    "flag": "boolean",
+                    "at": "timestamp",
+                    "doc": "json",
+                },
+                "primaryKey": ["id"],
+            }
+        },
+    }
+)
+MOMENTS = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1))
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    names=st.lists(st.one_of(st.none(), TEXT), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_server_arrow_blocks_equal_the_clients_batch_of_the_json_rows(
+    names: list[str | None], data: st.DataObject
+) -> None:
+    """The server's Arrow (DuckDB through ``select_wire_columns``) is the client's batch of the
+    same rows in JSON form: same values, same sizes, same wire rows back (DuckDB the oracle)."""
+    import duckdb
+
+    from queryplanner.sql import create_table_sql
+    from queryplanner.wire_arrow import arrow_schema, from_ipc, select_wire_columns, to_ipc
+    from server.columnar import wire_rows
+
+    t = ALL_TYPES.table("thing")
+    json_rows = []
+    for i, name in enumerate(names):
+        at = data.draw(st.one_of(st.none(), MOMENTS))
+        json_rows.append({
+            "id": i, "name": name,
+            "score": data.draw(st.one_of(st.none(), st.floats(allow_nan=False,
+                                                                allow_infinity=False))),
+            "flag": data.draw(st.one_of(st.none(), st.booleans())),
+            "at": None if at is None else at.isoformat(),
+            "doc": data.draw(st.one_of(st.none(), TEXT, st.integers(-(2**53), 2**53),
+                                       st.lists(st.integers(0, 9), max_size=3))),
+            "_v": data.draw(st.integers(0, 10**9)),
+        })
+    client = RowBatch(t, json_rows)
+    con = duckdb.connect()
+    for sql in create_table_sql(ALL_TYPES, version_column="_v"):
+        con.execute(sql)
+    con.register("b", client.arrow)
+    con.execute('INSERT INTO thing SELECT id, name, score, flag, CAST("at" AS TIMESTAMP), '
+                'CAST(doc AS JSON), "_v" FROM b')
+    served = con.sql(select_wire_columns(t, "SELECT * FROM thing")).to_arrow_table()
+    block = from_ipc(t, to_ipc(t, served.cast(arrow_schema(t)).to_batches()))
+    block = block.sort_by("id")
+    assert wire_rows(t, block) == json_rows
+    assert RowBatch.from_arrow(t, block).sizes() == client.sizes() == [
+        row_bytes(r) for r in json_rows
+    ]

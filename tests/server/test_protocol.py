@@ -131,3 +131,42 @@ def test_events_round_trip_and_cursor() -> None:
     assert parse_cursor("12") is None and parse_cursor("") is None and parse_cursor("a.b.c") is None
     with pytest.raises(ProtocolError):
         parse_event("nonsense", "{}")
+
+
+def test_arrow_blocks_round_trip_and_bad_ones_name_the_field(demo_schema: Any) -> None:
+    import base64
+
+    import pyarrow as pa
+
+    from queryplanner.protocol import Poke, encode_event, parse_event
+    from queryplanner.wire_arrow import arrow_schema, from_ipc, to_ipc
+
+    t = demo_schema.table("label")
+    block = pa.table({"id": [1, 2], "name": ["bug", None], "color": ["red", "blue"],
+                      "_v": [3, 4]}, schema=arrow_schema(t))
+    data = to_ipc(t, block.to_batches())
+    name, raw = encode_event(Poke(7, arrow={"label": (data, data)}))
+    back = parse_event(name, raw)
+    assert isinstance(back, Poke) and back.arrow == {"label": (data, data)}
+    assert from_ipc(t, back.arrow["label"][0]).equals(block)
+
+    def bad(arrow: Any) -> str:
+        with pytest.raises(ProtocolError) as exc:
+            parse_event("poke", {"version": 1, "arrow": arrow})
+        return exc.value.field
+
+    assert bad(["x"]) == "poke.arrow"
+    assert bad({"label": "AAAA"}) == "poke.arrow.label"  # not a list
+    assert bad({"label": ["not base64!"]}) == "poke.arrow.label"
+    with pytest.raises(ProtocolError, match="Not an Arrow IPC stream") as exc:
+        from_ipc(t, base64.b64decode("AAAA"))
+    assert exc.value.field == "poke.arrow.label"
+    other = to_ipc(demo_schema.table("team"), [])
+    with pytest.raises(ProtocolError, match="table 'label' has") as exc:
+        from_ipc(t, other)
+    wrong = pa.table({"id": ["1"], "name": ["x"], "color": ["y"], "_v": [1]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, wrong.schema) as w:
+        w.write_table(wrong)
+    with pytest.raises(ProtocolError, match="Column 'id' is string"):
+        from_ipc(t, bytes(sink.getvalue()))
