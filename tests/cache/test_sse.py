@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +61,7 @@ def test_any_chunking_gives_the_events(
     bounds = sorted({min(c, len(raw)) for c in cuts} | {0, len(raw)})
     dec = SSEDecoder()
     got: list[SSE] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         got += dec.feed(raw[a:b])
     got += dec.close()
     assert got == expected(evs)

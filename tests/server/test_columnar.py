@@ -32,7 +32,8 @@ QUERIES: list[dict[str, Any]] = [
     {"table": "issue", "where": {"column": "status", "op": "=", "value": "done"}},
     {"table": "issue", "orderBy": [["modified", "desc"]], "limit": 7},
     {"table": "issue", "where": {"column": "estimate", "op": "is null"}},
-    {"table": "comment", "where": {"column": "created", "op": ">=", "value": "2024-01-02T00:00:00"}},
+    {"table": "comment", "where": {"column": "created", "op": ">=",
+                                   "value": "2024-01-02T00:00:00"}},
     {"table": "issue", "related": {"labels": {}}},  # related children: rows as JSON
 ]
 
@@ -161,9 +162,8 @@ def test_a_dropped_arrow_stream_recovers(demo_schema: Schema) -> None:
     with serve_app(app) as running:
         api = Api(running.url)
         api.mutate(*seed_mutations())
-        app.state.sync.store.bulk_load(
-            "issue", pa.Table.from_pylist([issue(i, title="t" * 300) for i in range(1000, 1000 + n)])
-        )
+        rows = [issue(i, title="t" * 300) for i in range(1000, 1000 + n)]
+        app.state.sync.store.bulk_load("issue", pa.Table.from_pylist(rows))
         expected = {(i,) for i in range(1, 7)} | {(i,) for i in range(1000, 1000 + n)}
         for resume in (True, False):
             cid = f"arrow-dropped-{int(resume)}"
