@@ -51,10 +51,11 @@ from queryplanner.protocol import (
 
 from .budget import Budget, Usage
 from .coalesce import merge_runs
-from .errors import ClientClosed, SchemaVersionError, ServerError
+from .errors import CacheError, ClientClosed, SchemaVersionError, ServerError
 from .live import ConnectionState, LiveQuery, Snapshot, identity_columns
 from .local import LocalState, PokeOutcome
 from .locking import locked as _locked
+from .preload import Preloads, synced_query
 from .routing import Route, route
 from .store import LocalStore
 from .transport import StreamEvent, Transport, backoff_delay
@@ -114,6 +115,7 @@ class Client(Writes):
         self._pins: Counter[str] = Counter()
         self._demoted: set[str] = set()
         self._futures: dict[int, asyncio.Future[MutationResult]] = {}
+        self._preloads = Preloads()
         self._online = asyncio.Event()
         self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,6 +152,7 @@ class Client(Writes):
         if self._closed:
             return
         self._closed = True
+        self._preloads.close(ClientClosed("The client was closed before the preload completed."))
         for live in self._lives.values():
             if live.task is not None:
                 live.task.cancel()
@@ -318,6 +321,8 @@ class Client(Writes):
             self._spawn(self._declare([], outcome.evicted))
         if outcome.demoted:
             self._demote(outcome.demoted)
+        self._preloads.failed([*outcome.evicted, *outcome.demoted], _evicted)
+        self._preloads.completed(poke.complete)
         self._refresh(outcome.tables | set(poke.complete), completed=set(poke.complete))
         self._publish_usage()
 
@@ -337,6 +342,8 @@ class Client(Writes):
         with self.local.transaction():
             self.local.drop_desired(expired)
         log.info("dropped %d expired queries: %s", len(expired), ", ".join(expired))
+        self._preloads.failed(expired, lambda q: CacheError(
+            f"Query {q} reached its TTL before it was complete."))
         self._spawn(self._declare([], expired))
         self._publish_usage()
         return expired
@@ -344,6 +351,9 @@ class Client(Writes):
     @_locked
     def _on_query_error(self, event: QueryErrorEvent) -> None:
         self.local.drop_desired([event.query_id])
+        self._preloads.failed(
+            [event.query_id], lambda _: ServerError(422, event.error.code, event.error.message)
+        )
         live = self._lives.pop(event.query_id, None)
         if live is not None:
             self._unwatch(live.qid)
@@ -555,6 +565,7 @@ class Client(Writes):
     def _enforce_after_admit(self) -> None:
         with self.local.transaction():
             evicted, demoted = self.local._enforce_budget()
+        self._preloads.failed([*evicted, *demoted], _evicted)
         if evicted:
             self._spawn(self._declare([], evicted))
         if demoted:
@@ -626,6 +637,23 @@ class Client(Writes):
     def explain(self, query: Query) -> str:
         return self._route(bind(query, self.schema)).explanation
 
+    async def preload(self, query: Query, *, ttl: float | None = None) -> int:
+        """Sync ``query``'s rows into the local store without subscribing (``cache.preload``);
+        returns the server version at which the store holds it complete (at once when the
+        store already covers it). For an aggregate, the rows it is computed from are synced."""
+        self._check_open()
+        bound = synced_query(bind(query, self.schema), self.schema)
+        with self.local.lock:
+            if route(bound, self.local.rows).mode == "local":
+                return self.local.version
+            done = self._preloads.wait(bound.id)
+            new = bound.id not in self.local.desired
+            self.local.add_desired(bound, bound.id, pinned=False, ttl=ttl)
+        if new:
+            self._spawn(self._declare([bound.id], []))
+        self._enforce_after_admit()
+        return await done
+
     async def query(self, query: Query) -> Snapshot:
         """The query's answer once: from the local store when covered, else from the server."""
         bound = bind(query, self.schema)
@@ -654,3 +682,8 @@ def _error_body(code: Any, message: Any) -> Any:
     from queryplanner.protocol import ErrorBody
 
     return ErrorBody(str(code or "invalid_query"), str(message or "The query was rejected."))
+
+
+def _evicted(qid: str) -> Exception:
+    return CacheError(f"Query {qid} left the cache before it was complete: the budget cannot "
+                      "hold it beside the active queries.")
