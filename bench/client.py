@@ -2,12 +2,15 @@
 
     python bench/client.py [--rows 100000] [--load-mb 300] [--budget-mb 100]
 
-1. Hydration over loopback: a real sync server (``querysync serve``, its own process) on 127.0.0.1
-   whose DuckDB holds --rows ~1 KB issues (React issues from ../shared/data/react-issues.json.gz
-   mapped onto the demo's issue table, generated when absent); a ``cache.Client`` subscribes to
-   all of them and the clock runs from ``subscribe`` to the complete snapshot (server query,
-   SSE, JSON decode, Arrow batch apply, membership and budget). The same rows applied as
-   in-process pokes (no socket, no server) are reported too.
+1. Hydration over loopback: a real sync server (``querysync serve``, its own process, a fresh
+   one per run) on 127.0.0.1 whose DuckDB holds --rows ~1 KB issues (React issues from
+   ../shared/data/react-issues.json.gz mapped onto the demo's issue table, generated when
+   absent). The main figure is ``Client.preload`` of all of them, from the call until the store
+   holds the query complete (server query, SSE, Arrow blocks written into the store, membership
+   and budget): the median of three cold runs. Beside it, in the same run: the same with
+   ``Client(arrow=False)`` (JSON rows, the baseline), ``subscribe`` until the complete snapshot
+   (the 100k rows as dicts as well), a bare SSE reader of JSON pokes, and the rows applied as
+   in-process pokes (Arrow as the server encodes them, and JSON; no socket, no server).
 2. A covered query (filter + order + limit 50) over that 100k-row local cache, p50: ``hot``
    is the client's path (answers kept in memory while their tables do not change), ``cold``
    runs DuckDB every time (the memo cleared before each call). DuckDB's bare ``SELECT 1`` on the
@@ -55,7 +58,7 @@ from cache.budget import Budget
 from cache.local import LocalState
 from cache.store import LocalStore
 from queryplanner import Query, Schema, bind, col, table
-from queryplanner.protocol import Poke, parse_event
+from queryplanner.protocol import Poke, encode_event, parse_event
 from server.demo.seed import create_tables
 from server.testing import Api, StreamReader
 
@@ -144,46 +147,87 @@ def _serve(db: str) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError(f"{url} did not come up")
 
 
-def loopback(rows: list[dict[str, object]], q_all: Query) -> tuple[float, float]:
-    """Seconds to hydrate ``q_all`` through a real server on loopback (in its own process):
-    for a bare SSE reader (the server's own delivery rate, the ceiling) and for
-    ``cache.Client`` (subscribe to the complete snapshot)."""
-    tmp = tempfile.mkdtemp(prefix="qs-bench-")
-    db = os.path.join(tmp, "server.duckdb")
-    server_db(db, rows)
-    proc, url = _serve(db)
-    # The reader's query selects the same rows under another id: both start cold, neither
-    # reuses the other's server-side subscription.
-    q_reader = bind(table("issue").where(col("project_id") >= 1).build(), SCHEMA)
-    try:
+HYDRATION_RUNS = 3  # cold runs of the main figure (the median is reported)
+
+
+def loopback(db: str, q_all: Query, n: int) -> dict[str, list[float]]:
+    """Seconds to hydrate ``q_all`` through a real server on loopback, each run on a fresh
+    server process (cold, idle: no subscription of an earlier run still being built):
+
+    - ``arrow``: ``cache.Client.preload`` (the default columnar hydration) until the store holds
+      the query complete (the issue's "hydration into the local store");
+    - ``json``: the same with ``Client(arrow=False)`` (JSON rows: the same-run baseline);
+    - ``snapshot``: ``Client.subscribe`` until the complete snapshot (the rows as dicts too);
+    - ``reader``: a bare SSE reader of JSON pokes (the server's JSON delivery rate).
+    """
+    out: dict[str, list[float]] = {}
+    plan = [("arrow", HYDRATION_RUNS), ("json", 1), ("snapshot", 1), ("reader", 1)]
+    for way, runs in plan:
+        for _ in range(runs):
+            proc, url = _serve(db)
+            try:
+                out.setdefault(way, []).append(_hydrate_once(way, url, q_all, n))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    return out
+
+
+def _hydrate_once(way: str, url: str, q_all: Query, n: int) -> float:
+    if way == "reader":
         reader = StreamReader(url, "bench-raw-reader")
         api = Api(url, "bench-raw-reader")
-        t0 = time.perf_counter()
-        api.add_query(SCHEMA, q_reader.to_json())
-        reader.wait_for(lambda evs: any(e.name == "poke" and q_reader.id in e.data["complete"]
-                                        for e in evs), 600)
-        raw_seconds = time.perf_counter() - t0
-        reader.close()
-        api.close()
-
-        async def run() -> float:
-            client = Client(url, SCHEMA, budget_bytes=10 * 2**30)
-            await client.start()
-            done = asyncio.Event()
+        try:
+            reader.wait_for(lambda evs: any(e.name == "hello" for e in evs), 30)
             t0 = time.perf_counter()
+            api.add_query(SCHEMA, q_all.to_json())
+            reader.wait_for(lambda evs: any(e.name == "poke" and q_all.id in e.data["complete"]
+                                            for e in evs), 600)
+            return time.perf_counter() - t0
+        finally:
+            reader.close()
+            api.close()
+
+    async def run() -> float:
+        client = Client(url, SCHEMA, budget_bytes=10 * 2**30, arrow=way != "json")
+        await client.start()
+        await client.preload(table("issue").where(col("id") == -1).build())  # online, warm
+        t0 = time.perf_counter()
+        if way == "snapshot":
+            done = asyncio.Event()
             client.subscribe(q_all).subscribe(lambda s: done.set() if s.complete else None)
             await asyncio.wait_for(done.wait(), 600)
-            seconds = time.perf_counter() - t0
-            with client.local.lock:
-                count = client.store.count("issue")
-            assert count == len(rows), f"hydrated {count} of {len(rows)} rows"
-            await client.close()
-            return seconds
+        else:
+            await asyncio.wait_for(client.preload(q_all), 600)
+        seconds = time.perf_counter() - t0
+        with client.local.lock:
+            count = client.store.count("issue")
+        assert count == n, f"hydrated {count} of {n} rows"
+        await client.close()
+        return seconds
 
-        return raw_seconds, asyncio.run(run())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    return asyncio.run(run())
+
+
+def inprocess_arrow(db: str, q_all: Query) -> tuple[float, int]:
+    """Seconds to apply ``q_all``'s rows as the server's Arrow pokes (encoded and parsed as on
+    the wire, no socket), and how many pokes."""
+    from server.columnar import ArrowHydration
+    from server.subscriptions import Subscription
+
+    con = duckdb.connect(db, read_only=True)
+    sub = Subscription((q_all.id, ""), q_all, SCHEMA, {})
+    hydration = ArrowHydration(sub, SCHEMA, lambda k: True, 4 << 20)
+    encoded = [encode_event(s.poke)[1] for s in hydration.pokes(con, 2)]
+    con.close()
+    local = LocalState(SCHEMA, LocalStore(SCHEMA), Budget(10 * 2**30))
+    local.add_desired(q_all, q_all.id, pinned=True, ttl=None)
+    t0 = time.perf_counter()
+    for i, data in enumerate(encoded):
+        local.apply_poke(parse_event("poke", data), f"2.{i}.bench")  # type: ignore[arg-type]
+    seconds = time.perf_counter() - t0
+    assert local.store.count("issue") > 0
+    return seconds, len(encoded)
 
 
 def live_subscriptions(n: int) -> list[Query]:
@@ -306,7 +350,11 @@ def main() -> None:
     del lim
 
     # 2: hydration over loopback, then the same rows as in-process pokes.
-    raw_seconds, loop_seconds = loopback(rows, q_all)
+    db = os.path.join(tempfile.mkdtemp(prefix="qs-bench-"), "server.duckdb")
+    server_db(db, rows)
+    ways = loopback(db, q_all, len(rows))
+    arrow_seconds = sorted(ways["arrow"])[len(ways["arrow"]) // 2]
+    arrow_inprocess, arrow_pokes = inprocess_arrow(db, q_all)
     big = Budget(10 * 2**30)
     local = LocalState(SCHEMA, LocalStore(SCHEMA), big)
     local.add_desired(q_all, q_all.id, pinned=True, ttl=None)
@@ -335,13 +383,20 @@ def main() -> None:
         f"{args.load_mb} MB of rows under a {args.budget_mb} MB budget",
         parameters={"rows": args.rows, "load_mb": args.load_mb, "budget_mb": args.budget_mb,
                     "avg_row_bytes": round(avg_row), "queries_loaded": n_queries,
-                    "react_issues": REACT.exists(), "load_average": os.getloadavg()[0]},
+                    "react_issues": REACT.exists(), "load_average": os.getloadavg()[0],
+                    "hydration_runs_rows_per_s": [round(args.rows / s) for s in ways["arrow"]]},
         metrics={
             "covered_query_p50_ms": Metric(percentile(hot_us, 50) / 1000, "ms"),
             "covered_query_p99_ms": Metric(percentile(hot_us, 99) / 1000, "ms"),
             "covered_query_cold_p50_ms": Metric(percentile(cold_us, 50) / 1000, "ms"),
-            "hydration_rows_per_s": Metric(args.rows / loop_seconds, "rows/s"),
-            "hydration_inprocess_rows_per_s": Metric(args.rows / seconds, "rows/s"),
+            # Into the local store over loopback (Client.preload, Arrow hydration), median of
+            # HYDRATION_RUNS cold runs on fresh server processes.
+            "hydration_rows_per_s": Metric(args.rows / arrow_seconds, "rows/s"),
+            "hydration_subscribe_to_complete_snapshot_rows_per_s": Metric(
+                args.rows / ways["snapshot"][0], "rows/s"),
+            "hydration_inprocess_arrow_rows_per_s": Metric(args.rows / arrow_inprocess, "rows/s"),
+            "hydration_inprocess_json_rows_per_s": Metric(args.rows / seconds, "rows/s"),
+            "arrow_pokes": Metric(arrow_pokes, "pokes"),
             "max_store_bytes": Metric(max_store, "bytes"),
             "budget_bytes": Metric(budget.budget_bytes, "bytes"),
             "loaded_bytes": Metric(loaded, "bytes"),
@@ -350,7 +405,9 @@ def main() -> None:
             **live_metrics(live),
         },
         baseline={"select1_p50_ms": Metric(percentile(select1_us, 50) / 1000, "ms"),
-                  "server_to_bare_reader_rows_per_s": Metric(args.rows / raw_seconds, "rows/s"),
+                  "hydration_json_rows_per_s": Metric(args.rows / ways["json"][0], "rows/s"),
+                  "server_to_bare_json_reader_rows_per_s": Metric(
+                      args.rows / ways["reader"][0], "rows/s"),
                   **{f"live_rerun_poke_{n}_subs_p50_us": Metric(live[f"rerun_us_{n}"], "us")
                      for n in LIVE_SIZES}},
     )

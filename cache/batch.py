@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from queryplanner import ColumnType, Table
 from queryplanner.wire import ROW_OVERHEAD_BYTES, VALUE_OVERHEAD_BYTES, value_bytes
-from queryplanner.wire_arrow import ARROW_TYPES, VERSION_COLUMN
+from queryplanner.wire_arrow import ROW_TYPES, VERSION_COLUMN
 
 from .errors import StoreError
 
@@ -37,7 +37,7 @@ def key_table(table: Table, keys: Sequence[Sequence[Any]]) -> pa.Table:
         values = [k[i] for k in keys]
         if table.column(name).type is ColumnType.TIMESTAMP:
             values = [v.isoformat() if hasattr(v, "isoformat") else v for v in values]
-        arrays[name] = pa.array(values, type=ARROW_TYPES[table.column(name).type])
+        arrays[name] = pa.array(values, type=ROW_TYPES[table.column(name).type])
     return pa.table(arrays)
 
 
@@ -65,7 +65,7 @@ class RowBatch:
                     values = [
                         v if v is None or isinstance(v, str) else v.isoformat() for v in values
                     ]
-                arrays[name] = pa.array(values, type=ARROW_TYPES[c.type])
+                arrays[name] = pa.array(values, type=ROW_TYPES[c.type])
             arrays[VERSION_COLUMN] = pa.array([r.get(VERSION_COLUMN) for r in rows], pa.int64())
         except (pa.ArrowException, TypeError, ValueError) as exc:
             raise StoreError(
@@ -92,7 +92,10 @@ class RowBatch:
                 json_cols.append(name)
                 continue
             col = self.arrow.column(name)
-            if kind in (ColumnType.TEXT, ColumnType.TIMESTAMP):
+            if pa.types.is_timestamp(col.type):  # a block's: sized as its ISO text
+                iso = pc.if_else(pc.equal(pc.subsecond(col), 0), 19, 26)
+                size = pc.fill_null(iso, 4)
+            elif kind in (ColumnType.TEXT, ColumnType.TIMESTAMP):
                 size = pc.fill_null(pc.binary_length(col), 4)
             else:
                 width = 4 if kind is ColumnType.BOOLEAN else 8

@@ -5,11 +5,13 @@ Arrow IPC streams inside pokes (``Poke.arrow``) instead of one JSON object per r
 reads them from DuckDB as Arrow and the client writes them into its DuckDB store as Arrow, so
 neither side builds a Python object per row (docs/protocol.md, *Columnar hydration*).
 
-The layout is the wire form's, column for column: the table's columns in schema order, then
-``_v``. Values are the wire values: integers int64, floats float64, text and booleans as such,
-timestamps as the wire's ISO text and JSON values as their JSON text (DuckDB casts both when
-the client stores them). The client's batches of JSON rows (``cache.batch.RowBatch``) use the
-same layout, so both kinds of poke take one path into the store.
+The layout: the table's columns in schema order, then ``_v``; integers int64, floats float64,
+text and booleans as such, timestamps as Arrow timestamps (microseconds, naive UTC, as stored)
+and JSON values as their JSON text. The client's batches of JSON rows (``cache.batch``) have
+the same columns with the timestamps as the wire's ISO text (``ROW_TYPES``); DuckDB's CAST
+takes either when the client stores them, so both kinds of poke take one path into the store.
+A timestamp travels as 8 bytes, neither side formats or parses its text, and the client still
+sizes it as its ISO text (19 characters, 26 with a fraction of a second).
 """
 
 from __future__ import annotations
@@ -20,36 +22,34 @@ import pyarrow as pa
 
 from .protocol import ProtocolError
 from .schema import ColumnType, Table
-from .sql_expr import iso_text
 
 VERSION_COLUMN = "_v"
 
-ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+BLOCK_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.INTEGER: pa.int64(),
     ColumnType.FLOAT: pa.float64(),
     ColumnType.TEXT: pa.string(),
     ColumnType.BOOLEAN: pa.bool_(),
-    ColumnType.TIMESTAMP: pa.string(),  # ISO text, as in JSON rows
+    ColumnType.TIMESTAMP: pa.timestamp("us"),
     ColumnType.JSON: pa.string(),  # JSON text
 }
+ROW_TYPES = {**BLOCK_TYPES, ColumnType.TIMESTAMP: pa.string()}  # ISO text, as in JSON rows
 
 
 def arrow_schema(table: Table) -> pa.Schema:
     """The Arrow schema of ``table``'s wire rows (its columns, then ``_v``)."""
-    fields = [pa.field(c.name, ARROW_TYPES[c.type]) for c in table.columns]
+    fields = [pa.field(c.name, BLOCK_TYPES[c.type]) for c in table.columns]
     fields.append(pa.field(VERSION_COLUMN, pa.int64(), nullable=False))
     return pa.schema(fields)
 
 
 def select_wire_columns(table: Table, source: str) -> str:
-    """SQL reading ``source`` (a row set selecting the table's columns and ``_v``) in the wire
-    layout: timestamps formatted as the wire's ISO text, JSON as its text."""
+    """SQL reading ``source`` (a row set selecting the table's columns and ``_v``) in the block
+    layout (JSON as its text)."""
     exprs = []
     for c in table.columns:
         ref = f'"$w"."{c.name}"'
-        if c.type is ColumnType.TIMESTAMP:
-            ref = iso_text(ref)
-        elif c.type is ColumnType.JSON:
+        if c.type is ColumnType.JSON:
             ref = f"CAST({ref} AS VARCHAR)"
         exprs.append(f'{ref} AS "{c.name}"')
     exprs.append(f'"$w"."{VERSION_COLUMN}" AS "{VERSION_COLUMN}"')

@@ -111,10 +111,15 @@ class ArrowHydration:
 
 
 def wire_rows(table: Table, arrow: pa.Table) -> list[WireRow]:
-    """Arrow rows of the wire layout as wire rows (JSON values parsed from their text)."""
+    """Rows of the block layout as wire rows (timestamps as ISO text, JSON values parsed)."""
     out: list[WireRow] = arrow.to_pylist()
+    stamps = [c.name for c in table.columns if c.type is ColumnType.TIMESTAMP]
     json_cols = [c.name for c in table.columns if c.type is ColumnType.JSON]
     for row in out:
+        for name in stamps:
+            value = row[name]
+            if value is not None:
+                row[name] = value.isoformat()
         for name in json_cols:
             text = row[name]
             if text is not None:
