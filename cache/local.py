@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -236,7 +237,7 @@ class LocalState(PendingLayer):
             keys = batch.keys()
             if self._timestamp_pk[name]:
                 keys = [self.row_id(t, k)[1] for k in keys]
-            ids = [(name, k) for k in keys]
+            ids = list(zip(itertools.repeat(name), keys))
             puts.append((batch, ids))
             sizes.update(zip(ids, batch.sizes(), strict=True))
             changed.setdefault(name, set()).update(keys)
@@ -260,12 +261,13 @@ class LocalState(PendingLayer):
                 self.store.delete_keys(name, [k for _, k in ids])
                 self.budget.drop_rows(ids)
             written: set[RowId] = set()
-            for batch, ids in puts:
+            for i, (batch, ids) in enumerate(puts):
                 # After the lift the store holds exactly the budget's rows: a batch of keys
                 # none of which is held (a hydration's) needs no delete first.
                 replace = self.budget.holds_any(ids) or not written.isdisjoint(ids)
                 self.store.put_batch(batch, replace=replace)
-                written.update(ids)
+                if i + 1 < len(puts):
+                    written.update(ids)
             self.budget.put_rows(sizes)
             for qid, v in poke.complete.items():
                 d = self.desired.get(qid)

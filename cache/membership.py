@@ -20,6 +20,7 @@ re-run whatever reads the table).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -114,11 +115,9 @@ class Membership:
             else:
                 hits = self._matching(t, plan.sql, plan.params, keys)
             if plan.kind == "flat":
-                self.budget.update_members(
-                    qid,
-                    added=[(t, k) for k in hits],
-                    removed=[(t, k) for k in keys if k not in hits],
-                )
+                # hits are among keys: when all match (a hydration's rows), none left.
+                out = () if len(hits) == len(keys) else [(t, k) for k in keys if k not in hits]
+                self.budget.update_members(qid, added=zip(itertools.repeat(t), hits), removed=out)
             elif hits or any(self.budget.holds_member(qid, (t, k)) for k in keys):
                 self.budget.set_members(qid, self.members(query))
 
@@ -174,6 +173,6 @@ class Membership:
     ) -> set[tuple[Any, ...]]:
         self.store.con.register("_qs_changed", key_table(self.schema.table(table), list(keys)))
         try:
-            return {tuple(r) for r in self.store.con.execute(sql, list(params)).fetchall()}
+            return set(self.store.con.execute(sql, list(params)).fetchall())  # rows are tuples
         finally:
             self.store.con.unregister("_qs_changed")

@@ -60,7 +60,7 @@ log = logging.getLogger("querysync.server")
 class EngineLimits:
     outbox_bytes: int = 4 << 20  # per-client queue before a slow consumer is cut off
     poke_bytes: int = 256 << 10  # rows per poke of a hydration split in several (about)
-    arrow_poke_bytes: int = 4 << 20  # Arrow data per poke of a columnar hydration (about)
+    arrow_poke_bytes: int = 2 << 20  # Arrow data per poke of a columnar hydration (about)
     resume_bytes: int = 4 << 20  # per-client log of recent pokes kept for resumes
     default_ttl: float = 30.0  # how long a query without TTL outlives its stream
     record_ttl: float = 600.0  # how long a detached client's record is kept
