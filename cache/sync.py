@@ -74,6 +74,12 @@ class SyncClient:
     def query(self, query: Query, timeout: float | None = 30) -> Snapshot:
         return self._run(self.client.query(query), timeout)
 
+    def preload(
+        self, query: Query, *, ttl: float | None = None, timeout: float | None = 300
+    ) -> int:
+        """Like ``Client.preload``: blocks until the store holds the query complete."""
+        return self._run(self.client.preload(query, ttl=ttl), timeout)
+
     def explain(self, query: Query) -> str:
         return self._call(lambda: self.client.explain(query))
 

@@ -131,11 +131,19 @@ def test_client_equals_server_equals_duckdb(
     theirs = fresh.query(q, timeout=15)
     assert theirs.source == "server"
     assert _project(theirs.rows) == expected, sql
-    # A new client: the query is not covered, so the server hydrates it into the store.
+    # A new client: the query is not covered, so the server hydrates it into the store (as
+    # Arrow blocks, and as JSON rows for a client that asks for those).
+    for arrow in (True, False):
+        with SyncClient(srv.url, srv_schema(srv), backoff_base=0.02, backoff_cap=0.2,
+                        arrow=arrow) as new:
+            assert not new.explain(q).startswith("Answered locally")
+            hydrated = _complete(new, q)
+        assert _project(hydrated.rows) == expected, (sql, arrow)
+    # Preloaded into a new client's store, then answered there.
     with SyncClient(srv.url, srv_schema(srv), backoff_base=0.02, backoff_cap=0.2) as new:
-        assert not new.explain(q).startswith("Answered locally")
-        hydrated = _complete(new, q)
-    assert _project(hydrated.rows) == expected, sql
+        new.preload(q, timeout=15)
+        assert new.explain(q).startswith("Answered locally")
+        assert _project(new.query(q).rows) == expected, sql
     # The long-lived client: after the first examples most queries are covered locally.
     mine = _complete(local, q)
     assert _project(mine.rows) == expected, (sql, local.explain(q))
