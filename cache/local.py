@@ -268,7 +268,6 @@ class LocalState(PendingLayer):
                 self.store.put_batch(batch, replace=replace)
                 if i + 1 < len(puts):
                     written.update(ids)
-            self.budget.put_rows(sizes)
             for qid, v in poke.complete.items():
                 d = self.desired.get(qid)
                 if d is not None:
@@ -276,6 +275,10 @@ class LocalState(PendingLayer):
                     self.index.remove(qid)
                     self.index.add(CompleteQuery(d.query, v, qid))
             self._refresh_members(changed, stored)
+            # The sizes after the members: a row some query holds never passes through the
+            # orphans (a hydration's rows all do otherwise); the rows none holds go now.
+            self.budget.put_rows(sizes)
+            self.collect_garbage()
             self.version = max(self.version, poke.version)
             self._settle_pending(poke)
             self._lay_pending()
