@@ -226,3 +226,49 @@ def test_an_unknown_row_encoding_is_refused(server: RunningServer, value: str) -
     assert r.status_code == 400
     body = r.json()["error"]
     assert body["field"] == "rows" and repr(value) in body["message"]
+
+
+def test_rows_that_may_not_go_ahead_come_back_as_the_json_rows(demo_schema: Schema) -> None:
+    """``ArrowHydration``: the rows its ``ahead`` test refuses are returned as wire rows, equal
+    to the JSON path's (``Subscription.run``); the others are in the Arrow pokes, once each."""
+    import base64
+
+    import duckdb
+
+    from queryplanner import bind, parse_query
+    from queryplanner.protocol import encode_event
+    from queryplanner.sql import create_table_sql
+    from server.columnar import ArrowHydration
+    from server.subscriptions import Subscription
+
+    con = duckdb.connect()
+    for sql in create_table_sql(demo_schema, version_column="_v"):
+        con.execute(sql)
+    for i in range(1, 200):
+        r = _varied_issue(i)
+        con.execute(
+            "INSERT INTO issue (id, project_id, title, description, status, priority, "
+            "assignee_id, creator_id, visibility, estimate, sort_order, created, modified, _v) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [r["id"], r["project_id"], r["title"], r["description"], r["status"],
+             r["priority"], r["assignee_id"], r["creator_id"], r["visibility"], r["estimate"],
+             r["sort_order"], r["created"], r["modified"], i % 7 + 1])
+    query = bind(parse_query({"table": "issue", "where": {
+        "column": "status", "op": "=", "value": "done"}}, demo_schema), demo_schema)
+    sub = Subscription((query.id, ""), query, demo_schema, {})
+    want = sub.run(con)
+    hydration = ArrowHydration(sub, demo_schema, lambda k: k[1][0] % 3 != 0, max_bytes=2000)
+    sent = list(hydration.pokes(con, 9))
+    assert sent
+    ahead: dict[Any, Any] = {}
+    for s in sent:
+        assert s.poke.version == 9 and not s.poke.put and not s.poke.complete
+        (block,) = s.poke.arrow["issue"]
+        rows = _block_rows(demo_schema, base64.b64encode(block).decode())
+        assert [("issue", (r["id"],)) for r in rows] == s.keys
+        assert [r["_v"] for r in rows] == s.versions
+        ahead.update({("issue", (r["id"],)): r for r in rows})
+        encode_event(s.poke)  # encodable as sent
+    assert set(ahead) == {k for k in want if k[1][0] % 3 != 0}
+    assert set(hydration.later) == {k for k in want if k[1][0] % 3 == 0}
+    assert {**ahead, **hydration.later} == want
