@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from queryplanner import Schema
 from server import create_app, make_token
@@ -68,7 +69,8 @@ def _walk(row: Any, table: str, out: dict[str, list[Any]], schema: Schema) -> No
             _walk(child, rel.target, out, schema)
 
 
-def test_no_private_rows_through_sync_resume_or_offload(demo_schema: Schema) -> None:
+@pytest.mark.parametrize("arrow", [False, True], ids=["json", "arrow"])
+def test_no_private_rows_through_sync_resume_or_offload(demo_schema: Schema, arrow: bool) -> None:
     app = create_app(demo_schema, rules=RULES, secret=SECRET)
     tokens = {u: make_token(SECRET, u) for u in (1, 2)}
     with serve_app(app) as server:
@@ -81,6 +83,7 @@ def test_no_private_rows_through_sync_resume_or_offload(demo_schema: Schema) -> 
                 f"client-user-{user}",
                 token=tokens[user],
                 keys={"issue_label": ("issue_id", "label_id")},
+                arrow_schema=demo_schema if arrow else None,  # one-table queries as Arrow
             )
             try:
                 qids = [api.add_query(demo_schema, q) for q in QUERIES]
@@ -93,6 +96,8 @@ def test_no_private_rows_through_sync_resume_or_offload(demo_schema: Schema) -> 
                 rows = {t: list(v.values()) for t, v in reader.state.items()}
                 assert not _leaks(rows, user)
                 assert rows["issue"], "the user sees its own and public issues"
+                blocks = [e for e in reader.events if e.name == "poke" and e.data.get("arrow")]
+                assert bool(blocks) == arrow
                 own_private = {r["id"] for r in rows["issue"] if r["visibility"] == "private"}
                 assert own_private >= {100 + user * 10 + k for k in range(3)}
                 # Resume: the other user writes private rows while this stream is down.
@@ -121,6 +126,7 @@ def test_no_private_rows_through_sync_resume_or_offload(demo_schema: Schema) -> 
                     token=tokens[user],
                     last_event_id=reader.last_id,
                     state=reader.state,
+                    arrow_schema=demo_schema if arrow else None,
                 )
                 again.wait_for(lambda evs: sum(e.name == "poke" for e in evs) >= 1)
                 rows = {t: list(v.values()) for t, v in again.state.items()}
