@@ -1,10 +1,11 @@
-"""Columnar hydration: a new subscription's rows read from DuckDB as Arrow and sent as Arrow.
+"""Columnar hydration: a subscription's rows read from DuckDB as Arrow and sent as Arrow.
 
-For a client whose stream asked for it (``rows=arrow``), a one-table query's first hydration
-goes out as Arrow IPC blocks (``Poke.arrow``) read straight from the step's snapshot, before
-the subscription's incremental state is built: no Python object per row on the way to the
-client. The engine then builds that state after the step's last poke (``Subscription.defer``),
-from the same snapshot, so the client completes while the server still does its bookkeeping.
+For a client whose stream asked for it (``rows=arrow``), a one-table query's hydration goes
+out as Arrow IPC blocks (``Poke.arrow``) read straight from the step's snapshot: no Python
+object per row on the way to the client. For a new subscription this happens before its
+incremental state is built; the engine builds that state after the step's last poke
+(``Subscription.defer``), from the same snapshot, so the client completes while the server
+still does its bookkeeping.
 
 The rows split as in a streamed hydration (docs/protocol.md, *Hydration*): rows new to the
 client that no live change of the step touched go ahead, in pokes carrying nothing else; the
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from queryplanner import ColumnType, Schema, Table, compile_select
 from queryplanner.protocol import Poke
@@ -32,8 +34,8 @@ READ_ROWS = 2048  # rows per Arrow batch read from DuckDB
 
 def columnar(sub: Subscription, schema: Schema) -> bool:
     """Whether ``sub``'s hydration can go out as Arrow: one table (no related children, no
-    aggregate) without a timestamp in its primary key (keys are compared as read from DuckDB,
-    and the wire layout holds timestamps as text)."""
+    aggregate) without a timestamp in its primary key (a client keys such rows by the ISO
+    text of their JSON form)."""
     query = sub.query
     if query.related or query.aggregate is not None or len(sub.row_sets) != 1:
         return False
@@ -88,7 +90,7 @@ class ArrowHydration:
             mask = [self.ahead(k) for k in bkeys]
             if not all(mask):
                 flags = pa.array(mask, pa.bool_())
-                rest = batch.filter(pa.compute.invert(flags))
+                rest = batch.filter(pc.invert(flags))
                 rest_keys = [k for k, m in zip(bkeys, mask, strict=True) if not m]
                 self.later.update(zip(rest_keys, wire_rows(table, rest), strict=True))
                 batch = batch.filter(flags)
@@ -110,7 +112,7 @@ class ArrowHydration:
         return Poke(version, arrow={self.table.name: (to_ipc(self.table, parts),)})
 
 
-def wire_rows(table: Table, arrow: pa.Table) -> list[WireRow]:
+def wire_rows(table: Table, arrow: pa.Table | pa.RecordBatch) -> list[WireRow]:
     """Rows of the block layout as wire rows (timestamps as ISO text, JSON values parsed)."""
     out: list[WireRow] = arrow.to_pylist()
     stamps = [c.name for c in table.columns if c.type is ColumnType.TIMESTAMP]
