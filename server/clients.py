@@ -57,6 +57,7 @@ class ClientRecord:
     pending_outcomes: list[MutationResult] = field(default_factory=list)
     outbox: Any = None  # the attached stream's Outbox, None while detached
     arrow: bool = False  # the attached stream takes hydrations as Arrow (``rows=arrow``)
+    must_reset: bool = False  # its next attach resets (the server lost track of its rows)
     detached_at: float | None = field(default_factory=time.monotonic)
 
     def remember(self, poke: SentPoke, limit: int) -> None:

@@ -456,11 +456,50 @@ class SyncEngine:
                     sub.build()
                 else:  # released in its step: nothing to build
                     sub.defer(None)
+            except Exception:
+                log.exception("query %s failed while its state was built", sub.key[0])
+                self._drop_unbuilt(sub, version, builder, events)
             finally:
                 self.maintainer.pause = no_pause
                 self._deferred.pop(0)
             self._poke_all(version, builders, events)
             self._flush()
+
+    def _drop_unbuilt(
+        self,
+        sub: Subscription,
+        version: int,
+        builder: Callable[[ClientRecord], PokeBuilder],
+        events: dict[str, list[Event]],
+    ) -> None:
+        """A subscription whose build failed after its rows went out: its clients drop the
+        query (``queryError``) and start over from the rest (``reset``), since the server no
+        longer knows which of the rows they hold were this query's."""
+        self.maintainer.remove(sub)
+        self.subs.pop(sub.key, None)
+        qid = sub.key[0]
+        for cid in sorted(sub.clients):
+            rec = self.records.get(cid)
+            if rec is None:
+                continue
+            rec.desired.pop(qid, None)
+            if rec.outbox is None:
+                rec.must_reset = True
+                continue
+            events.setdefault(cid, []).extend([
+                QueryErrorEvent(
+                    qid, ErrorBody("invalid_query", "The server could not run this query.")
+                ),
+                Reset("A query's rows were sent but the server could not keep it."),
+            ])
+            rec.held.clear()
+            b = builder(rec)
+            b.puts.clear()
+            b.dels.clear()
+            b.sync_to((d.sub for d in rec.desired.values()), cleared=True)
+            for other in rec.desired:
+                b.complete[other] = version
+        sub.clients.clear()
 
     def _send_poke(self, rec: ClientRecord, version: int, poke: Poke) -> None:
         self.pokes_sent += 1
@@ -575,11 +614,13 @@ class SyncEngine:
             and c.seq <= rec.seq
             and self.store.log.reaches(rec.version)
             and rec.arrow == cmd.arrow  # the remembered pokes are in the stream's encoding
+            and not rec.must_reset
         ):
             replay = rec.replay_after(c.seq)
         kind = "fresh" if c is None else ("resumed" if replay is not None else "reset")
         rec.schema_version = cmd.schema_version
         rec.arrow = cmd.arrow
+        rec.must_reset = False
         row = cur.execute(
             "SELECT coalesce(max(id), 0) FROM _qs_mutation WHERE client_id = ?", [cmd.client_id]
         ).fetchone()

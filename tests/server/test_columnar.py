@@ -272,3 +272,49 @@ def test_rows_that_may_not_go_ahead_come_back_as_the_json_rows(demo_schema: Sche
     assert set(ahead) == {k for k in want if k[1][0] % 3 != 0}
     assert set(hydration.later) == {k for k in want if k[1][0] % 3 == 0}
     assert {**ahead, **hydration.later} == want
+
+
+def test_a_build_that_fails_after_the_rows_went_out_resets_the_client(
+    demo_schema: Schema,
+) -> None:
+    """Fault injection: the incremental state of one query cannot be built after its Arrow
+    blocks were sent. Its client is told (``queryError``), starts over (``reset``) with its
+    other queries, ends with exactly their rows, and stays live."""
+    from queryplanner import parse_query, query_id
+
+    failing = {"table": "issue", "where": {"column": "status", "op": "=", "value": "done"}}
+    bad_qid = query_id(parse_query(failing, demo_schema))
+    app = create_app(demo_schema, anonymous=True)
+    with serve_app(app) as running:
+        _seeded(running)
+        maintainer = app.state.sync.engine.maintainer
+        real_add = maintainer.add
+
+        def add(cur: Any, sub: Any) -> None:
+            if sub.key[0] == bad_qid:
+                raise RuntimeError("injected: the state of this query cannot be built")
+            real_add(cur, sub)
+
+        maintainer.add = add
+        small = {"table": "issue", "where": {"column": "id", "op": "<", "value": 15}}
+        reader = _hydrate(running.url, demo_schema, "fail-build-client", small, arrow=True)
+        try:
+            api = Api(running.url, "fail-build-client")
+            assert api.add_query(demo_schema, failing) == bad_qid
+            evs = reader.wait_for(lambda evs: any(e.name == "reset" for e in evs), 30)
+            names = [e.name for e in evs]
+            errors = [e for e in evs if e.name == "queryError"]
+            assert [e.data["queryId"] for e in errors] == [bad_qid]
+            assert names.index("queryError") < names.index("reset")
+            blocks = [e for e in evs if e.name == "poke" and e.data.get("arrow")]
+            assert blocks, "the failing query's rows went out before its build"
+            assert names.index("poke", names.index("reset")) > names.index("reset")
+            want = {(i,) for (i,) in db_rows(running, "SELECT id FROM issue WHERE id < 15")}
+            reader.wait_for(lambda evs: set(reader.state.get("issue", {})) == want, 10)
+            assert bad_qid not in {k[0] for k in app.state.sync.engine.subs}
+            # Still live for the query that remains.
+            api.mutate({"op": "update", "table": "issue", "key": [3], "set": {"title": "live"}})
+            reader.wait_for(lambda evs: reader.state["issue"][(3,)]["title"] == "live", 10)
+            api.close()
+        finally:
+            reader.close()
