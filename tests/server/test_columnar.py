@@ -318,3 +318,44 @@ def test_a_build_that_fails_after_the_rows_went_out_resets_the_client(
             api.close()
         finally:
             reader.close()
+
+
+def test_a_hello_does_not_wait_for_a_deferred_build(demo_schema: Schema) -> None:
+    """After an Arrow hydration of 100k issues completes, the server builds the subscription's
+    state (about a second of engine work here): a stream opened meanwhile gets its hello while
+    that build still runs (it pauses every 5,000 loaded rows to serve new streams; the DuckDB
+    fetch before the first pause is the wait that remains)."""
+    n = 100_000
+    app = create_app(demo_schema, anonymous=True)
+    with serve_app(app) as running:
+        api = Api(running.url)
+        api.mutate(*seed_mutations())
+        rows = [issue(i) for i in range(1000, 1000 + n)]
+        app.state.sync.store.bulk_load("issue", pa.Table.from_pylist(rows))
+        engine = app.state.sync.engine
+        first = StreamReader(running.url, "deferred-first", keys=KEYS, arrow_schema=demo_schema)
+        second: StreamReader | None = None
+        try:
+            first.wait_for(lambda evs: any(e.name == "hello" for e in evs))
+            adder = Api(running.url, "deferred-first")
+            qid = adder.add_query(demo_schema, {"table": "issue"})
+            adder.close()
+            first.wait_for(lambda evs: qid in _completed(evs), timeout=60)
+            t0 = time.monotonic()
+            assert engine._deferred, "the build had already ended: nothing to measure"
+            second = StreamReader(running.url, "deferred-second")
+            second.wait_for(lambda evs: any(e.name == "hello" for e in evs), timeout=30)
+            building = bool(engine._deferred)
+            hello = time.monotonic() - t0
+            deadline = time.monotonic() + 60
+            while engine._deferred and time.monotonic() < deadline:
+                time.sleep(0.01)
+            built = time.monotonic() - t0
+            assert not engine._deferred
+            assert building, f"the hello came after the build ({hello:.2f}s, built {built:.2f}s)"
+            assert len(first.state["issue"]) == n + 6
+        finally:
+            first.close()
+            if second is not None:
+                second.close()
+            api.close()
