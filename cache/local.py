@@ -216,7 +216,6 @@ class LocalState(PendingLayer):
         dels: dict[str, list[RowId]] = {}
         changed: dict[str, set[tuple[Any, ...]]] = {}
         stored: dict[str, list[tuple[tuple[Any, ...], Mapping[str, Any]]]] = {}
-        columnar: set[str] = set()  # tables with rows that came as Arrow
         for name, wire_keys in poke.delete.items():
             t = self.schema.table(name)
             dels[name] = [self.row_id(t, k) for k in wire_keys]
@@ -241,13 +240,11 @@ class LocalState(PendingLayer):
             puts.append((batch, ids))
             sizes.update(zip(ids, batch.sizes(), strict=True))
             changed.setdefault(name, set()).update(keys)
-            if rows is None:
-                columnar.add(name)
-            else:
+            if rows is not None:
                 # Wire rows: membership decodes only the timestamps a query's predicate reads.
                 stored.setdefault(name, []).extend(zip(keys, rows, strict=True))
-        for name in columnar:
-            stored.pop(name, None)  # no wire rows for these: DuckDB decides membership
+        for name in poke.arrow:
+            stored.pop(name, None)  # no wire rows for Arrow blocks: DuckDB decides membership
         out.tables = {b.table.name for b, _ in puts} | set(dels)
         extra = self.budget.growth(sizes) - sum(
             self.budget.size_of(rid) for ids in dels.values() for rid in ids
@@ -261,24 +258,19 @@ class LocalState(PendingLayer):
                 self.store.delete_keys(name, [k for _, k in ids])
                 self.budget.drop_rows(ids)
             written: set[RowId] = set()
-            for i, (batch, ids) in enumerate(puts):
+            for batch, ids in puts:
                 # After the lift the store holds exactly the budget's rows: a batch of keys
                 # none of which is held (a hydration's) needs no delete first.
                 replace = self.budget.holds_any(ids) or not written.isdisjoint(ids)
                 self.store.put_batch(batch, replace=replace)
-                if i + 1 < len(puts):
-                    written.update(ids)
+                written.update(ids)
             for qid, v in poke.complete.items():
                 d = self.desired.get(qid)
                 if d is not None:
                     d.complete_at = v
                     self.index.remove(qid)
                     self.index.add(CompleteQuery(d.query, v, qid))
-            self._refresh_members(changed, stored)
-            # The sizes after the members: a row some query holds never passes through the
-            # orphans (a hydration's rows all do otherwise); the rows none holds go now.
-            self.budget.put_rows(sizes)
-            self.collect_garbage()
+            self._refresh_members(changed, stored, sizes)
             self.version = max(self.version, poke.version)
             self._settle_pending(poke)
             self._lay_pending()
@@ -295,10 +287,16 @@ class LocalState(PendingLayer):
         self,
         changed: Changed,
         stored: Mapping[str, Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]]] | None = None,
+        sizes: Mapping[RowId, int] | None = None,
     ) -> None:
+        """The members after a write, then the rows no query holds deleted. ``sizes``: the
+        written rows' sizes, counted after the members, so a row some query holds never passes
+        through the orphans (a hydration's rows all would)."""
         self.membership.refresh(
             ((d.qid, d.query, d.tables) for d in self.desired.values()), changed, stored
         )
+        if sizes:
+            self.budget.put_rows(sizes)
         self.collect_garbage()
 
     def _enforce_budget(self) -> tuple[list[str], list[str]]:

@@ -123,9 +123,6 @@ def parse_client_id(value: Any, where: str = "clientId") -> str:
     return value
 
 
-ROW_ENCODINGS = ("json", "arrow")
-
-
 def parse_row_encoding(value: str | None) -> bool:
     """The ``rows`` parameter of ``GET /sync``: True when hydrations may come as Arrow."""
     if value is None or value == "json":

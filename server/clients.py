@@ -163,6 +163,20 @@ class PokeBuilder:
         for k in rows:
             self._dec(k)
 
+    def restart(self) -> None:
+        """The client holds nothing from now on (a fresh stream or a reset): every desired
+        query's rows go out again in this step and each query is complete again."""
+        rec = self.rec
+        rec.held.clear()
+        rec.sent.clear()
+        rec.sent_bytes = 0
+        self.puts.clear()
+        self.dels.clear()
+        self.sync_to((d.sub for d in rec.desired.values()), cleared=True)
+        for qid, d in rec.desired.items():
+            d.complete = True
+            self.complete[qid] = self.version
+
     def sync_to(self, subs: Iterable[Subscription], *, cleared: bool = False) -> None:
         """Recompute the held rows from scratch: exact whatever happened since the last poke.
 

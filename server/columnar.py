@@ -37,7 +37,7 @@ def columnar(sub: Subscription, schema: Schema) -> bool:
     aggregate) without a timestamp in its primary key (a client keys such rows by the ISO
     text of their JSON form)."""
     query = sub.query
-    if query.related or query.aggregate is not None or len(sub.row_sets) != 1:
+    if query.related or query.aggregate is not None:
         return False
     t = schema.table(query.table)
     return not any(t.column(k).type is ColumnType.TIMESTAMP for k in t.primary_key)
@@ -72,12 +72,12 @@ class ArrowHydration:
         self.later: dict[RowKey, WireRow] = {}
 
     def pokes(self, cur: duckdb.DuckDBPyConnection, version: int) -> Iterator[SentAhead]:
-        table, rs = self.table, self.select
+        table, select = self.table, self.select
         schema = arrow_schema(table)
         # ``sql`` (a relation), not ``execute``: DuckDB then hands over its Arrow without a
         # copy. It needs the step's earlier ``execute`` results finished (they are read).
         cur.complete()
-        rel = cur.sql(select_wire_columns(table, rs.sql), params=list(rs.params))
+        rel = cur.sql(select_wire_columns(table, select.sql), params=list(select.params))
         parts: list[pa.RecordBatch] = []
         keys: list[RowKey] = []
         versions: list[int] = []

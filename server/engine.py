@@ -492,13 +492,7 @@ class SyncEngine:
                 ),
                 Reset("A query's rows were sent but the server could not keep it."),
             ])
-            rec.held.clear()
-            b = builder(rec)
-            b.puts.clear()
-            b.dels.clear()
-            b.sync_to((d.sub for d in rec.desired.values()), cleared=True)
-            for other in rec.desired:
-                b.complete[other] = version
+            builder(rec).restart()
         sub.clients.clear()
 
     def _send_poke(self, rec: ClientRecord, version: int, poke: Poke) -> None:
@@ -644,20 +638,16 @@ class SyncEngine:
                 self._deliver(
                     rec.outbox, (str(Cursor(p.version, p.seq, self.epoch)), p.name, p.data)
                 )
+            # Whatever happened since the last poke: bring the held rows to the subscriptions.
+            b.sync_to(d.sub for d in rec.desired.values())
+            for qid, d in rec.desired.items():
+                if not d.complete:
+                    d.complete = True
+                    b.complete[qid] = version
         else:
             if kind == "reset":
                 self._send(rec, None, Reset("The server cannot resume this stream exactly."))
-            rec.held.clear()
-            rec.sent.clear()
-            rec.sent_bytes = 0
-            b.puts.clear()
-            b.dels.clear()
-        # Whatever happened since the last poke: bring the held rows to the subscriptions.
-        b.sync_to((d.sub for d in rec.desired.values()), cleared=kind != "resumed")
-        for qid, d in rec.desired.items():
-            if not d.complete or kind != "resumed":
-                d.complete = True
-                b.complete[qid] = version
+            b.restart()
         b.mutations[:0] = rec.pending_outcomes
         rec.pending_outcomes = []
 

@@ -134,6 +134,11 @@ class Received:
     data: dict[str, Any]
 
 
+def completed(evs: list[Received]) -> set[str]:
+    """The query ids the pokes among ``evs`` marked complete."""
+    return {q for e in evs if e.name == "poke" for q in e.data["complete"]}
+
+
 class StreamReader:
     """Reads ``GET /sync`` in a thread with httpx-sse; ``close()`` drops the connection.
 

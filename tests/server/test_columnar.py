@@ -16,9 +16,9 @@ from queryplanner import Schema
 from server import create_app, make_token
 from server.testing import (
     Api,
-    Received,
     RunningServer,
     StreamReader,
+    completed,
     db_rows,
     issue,
     seed_mutations,
@@ -36,10 +36,6 @@ QUERIES: list[dict[str, Any]] = [
                                    "value": "2024-01-02T00:00:00"}},
     {"table": "issue", "related": {"labels": {}}},  # related children: rows as JSON
 ]
-
-
-def _completed(evs: list[Received]) -> set[str]:
-    return {q for e in evs if e.name == "poke" for q in e.data["complete"]}
 
 
 def _varied_issue(i: int) -> dict[str, Any]:
@@ -73,7 +69,7 @@ def _hydrate(url: str, schema: Schema, cid: str, query: dict[str, Any], *, arrow
     api = Api(url, cid, token=token)
     qid = api.add_query(schema, query)
     api.close()
-    reader.wait_for(lambda evs: qid in _completed(evs), timeout=30)
+    reader.wait_for(lambda evs: qid in completed(evs), timeout=30)
     return reader
 
 
@@ -119,7 +115,7 @@ def test_rows_the_client_holds_are_not_sent_again(demo_schema: Schema) -> None:
             api = Api(running.url, "holder-client")
             qid = api.add_query(demo_schema, {"table": "issue"})
             api.close()
-            reader.wait_for(lambda evs: qid in _completed(evs), timeout=30)
+            reader.wait_for(lambda evs: qid in completed(evs), timeout=30)
             later = [e for e in reader.events[before:] if e.name == "poke"]
             sent = [
                 row["id"]
@@ -175,7 +171,7 @@ def test_a_dropped_arrow_stream_recovers(demo_schema: Schema) -> None:
             evs = first.wait_for(
                 lambda evs: any(e.name == "poke" and e.data.get("arrow") for e in evs), 30
             )
-            assert qid not in _completed(evs)
+            assert qid not in completed(evs)
             first.close()
             state = copy.deepcopy(first.state)
             second = StreamReader(
@@ -184,7 +180,7 @@ def test_a_dropped_arrow_stream_recovers(demo_schema: Schema) -> None:
                 state=state if resume else None,
             )
             try:
-                second.wait_for(lambda evs, q=qid: q in _completed(evs), timeout=60)
+                second.wait_for(lambda evs, q=qid: q in completed(evs), timeout=60)
                 deadline = time.monotonic() + 30
                 while set(second.state["issue"]) != expected and time.monotonic() < deadline:
                     time.sleep(0.05)
@@ -340,7 +336,7 @@ def test_a_hello_does_not_wait_for_a_deferred_build(demo_schema: Schema) -> None
             adder = Api(running.url, "deferred-first")
             qid = adder.add_query(demo_schema, {"table": "issue"})
             adder.close()
-            first.wait_for(lambda evs: qid in _completed(evs), timeout=60)
+            first.wait_for(lambda evs: qid in completed(evs), timeout=60)
             t0 = time.monotonic()
             assert engine._deferred, "the build had already ended: nothing to measure"
             second = StreamReader(running.url, "deferred-second")

@@ -14,7 +14,7 @@ from typing import Any
 
 from queryplanner import Schema
 from server import create_app
-from server.testing import Api, Received, StreamReader, issue, seed_mutations, serve_app
+from server.testing import Api, StreamReader, completed, issue, seed_mutations, serve_app
 
 N_ISSUES = 2_000
 # Distinct subscriptions of the first client, each hydrating every issue with its children.
@@ -37,10 +37,6 @@ def _seed(api: Api) -> None:
     muts = [{"op": "insert", "table": t, "row": r} for t, r in rows]
     for k in range(0, len(muts), 1000):
         api.mutate(*muts[k : k + 1000])
-
-
-def _completed(evs: list[Received]) -> set[str]:
-    return {q for e in evs if e.name == "poke" for q in e.data["complete"]}
 
 
 def _hello_at(reader: StreamReader, timeout: float) -> float:
@@ -66,7 +62,7 @@ def test_streams_opened_during_a_hydration_get_hello(demo_schema: Schema) -> Non
             _hello_at(second, 10)
             # The first client's hydrations (one step) are not over yet: the hello did not
             # wait for them.
-            assert not set(qids) <= _completed(first.events)
+            assert not set(qids) <= completed(first.events)
             # At the same time: two more clients, each opening a stream and adding a query.
             hellos: dict[str, float] = {}
             errors: list[BaseException] = []
@@ -79,7 +75,7 @@ def test_streams_opened_during_a_hydration_get_hello(demo_schema: Schema) -> Non
                     a = Api(running.url, cid)
                     qid = a.add_query(demo_schema, SMALL)
                     a.close()
-                    r.wait_for(lambda evs: qid in _completed(evs), timeout=60)
+                    r.wait_for(lambda evs: qid in completed(evs), timeout=60)
                 except BaseException as exc:  # reported by the main thread
                     errors.append(exc)
 
@@ -91,11 +87,11 @@ def test_streams_opened_during_a_hydration_get_hello(demo_schema: Schema) -> Non
                 t.join(timeout=90)
             assert not errors, errors
             assert set(hellos) == {"client-third", "client-fourth"}
-            first.wait_for(lambda evs: set(qids) <= _completed(evs), timeout=60)
+            first.wait_for(lambda evs: set(qids) <= completed(evs), timeout=60)
             labels = Api(running.url, "client-second")
             qid = labels.add_query(demo_schema, SMALL)
             labels.close()
-            second.wait_for(lambda evs: qid in _completed(evs), timeout=30)
+            second.wait_for(lambda evs: qid in completed(evs), timeout=30)
             assert len(first.state["issue"]) == N_ISSUES
             assert len(second.state["label"]) == 1
         finally:
@@ -136,7 +132,7 @@ def test_a_hello_does_not_wait_for_one_long_hydration(demo_schema: Schema) -> No
             second = StreamReader(running.url, "client-second")
             t0 = time.monotonic()
             hello = _hello_at(second, 30) - t0
-            first.wait_for(lambda evs: qid in _completed(evs), timeout=120)
+            first.wait_for(lambda evs: qid in completed(evs), timeout=120)
             complete = time.monotonic() - t0
             # Without the pauses the hello waits for the whole add (about 90% of the time
             # to complete here); with them, a few hundred rows of work.
@@ -193,7 +189,7 @@ def test_rows_stream_during_a_long_hydration_and_a_dropped_stream_recovers(
                 state=state if resume else None,
             )
             try:
-                second.wait_for(lambda evs, q=qid: q in _completed(evs), timeout=120)
+                second.wait_for(lambda evs, q=qid: q in completed(evs), timeout=120)
                 assert set(second.state["issue"]) == expected
             finally:
                 second.close()
